@@ -1,0 +1,254 @@
+"""Typed config: dataclasses <- YAML file <- `--set a.b=c` overrides.
+
+Unknown keys, wrong types, out-of-range values and unknown names are ConfigErrors that name
+the key and what was valid, raised before any compute. The `method` section's dataclass is
+chosen by `method.name` from the method registry, so each method declares its own options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ssgen.errors import ConfigError
+
+
+# ---------------------------------------------------------------- field helpers
+def choice(default: str, *options: str) -> Any:
+    """A string field that must be one of `options` (default first or among them)."""
+    assert default in options
+    return field(default=default, metadata={"choices": options})
+
+
+def ranged(default: Any, low: float | None = None, high: float | None = None, *,
+           low_open: bool = False) -> Any:
+    """A number field checked against [low, high] ((low, high] when low_open)."""
+    return field(default=default, metadata={"low": low, "high": high, "low_open": low_open})
+
+
+# ---------------------------------------------------------------- sections
+@dataclass
+class DataConfig:
+    name: str = "shapes"           # dataset registry name: shapes, folder, cifar10, cifar100, stl10
+    path: str = ""                 # folder or .zip for `folder`; download/cache root for torchvision sets
+    resolution: int = ranged(32, 8)
+    train_size: int = ranged(0, 0)  # 0: the dataset's full train split (shapes: its default size)
+    test_size: int = ranged(0, 0)   # 0: the full test split
+    flip: bool = True              # random horizontal flips while training
+    device_resident: str = choice("auto", "auto", "yes", "no")  # hold uint8 images on the device
+    workers: int = ranged(2, 0)    # DataLoader workers when streaming
+    download: bool = False         # torchvision sets: allow a download into `path`
+    seed: int = 0                  # procedural data (shapes) and subset selection
+
+
+@dataclass
+class NetConfig:
+    name: str = "resnet"           # registry name (generator / discriminator / encoder / decoder)
+    width: int = ranged(128, 1)    # channels of the residual/conv blocks
+    z_dim: int = ranged(128, 1)    # generator latent size
+    sbn: bool = False              # self-modulated batch norm in G (SS-GAN paper's best model)
+    spectral_norm: bool = True     # spectral norm in D / encoders that use it
+
+
+@dataclass
+class OptimConfig:
+    lr: float = ranged(2e-4, 0.0, low_open=True)
+    betas: list[float] = field(default_factory=lambda: [0.0, 0.9])
+    weight_decay: float = ranged(0.0, 0.0)
+
+
+@dataclass
+class MethodConfig:
+    """Base of every method's options; each method subclasses it with its own fields."""
+    name: str = "ssgan"
+
+
+@dataclass
+class TrainerConfig:
+    steps: int = ranged(1000, 1)            # method steps (a GAN step = n_dis D steps + 1 G step)
+    batch_size: int = ranged(64, 1)
+    device: str = "auto"                    # auto (cuda if available), cpu, cuda, cuda:N
+    precision: str = choice("auto", "auto", "fp32", "bf16")  # auto: bf16 autocast on GPU, fp32 on CPU
+    compile: bool = False                   # torch.compile the networks
+    lr_decay: str = choice("linear", "linear", "none")
+    log_every: int = ranged(50, 1)
+    sample_every: int = ranged(500, 1)
+    checkpoint_every: int = ranged(500, 1)
+    keep_checkpoints: int = ranged(3, 1)
+    num_grid_images: int = ranged(64, 1)
+    deterministic: bool = False             # torch.use_deterministic_algorithms: bitwise resume on CPU
+    nonfinite: str = choice("stop", "stop", "skip")  # on a NaN/inf loss: stop, or skip the step
+    threads: int = ranged(0, 0)             # CPU threads for torch; 0: torch's default
+
+
+@dataclass
+class FIDConfig:
+    every: int = ranged(0, 0)               # steps between evaluations; 0: off
+    num_samples: int = ranged(10000, 2)
+    extractor: str = "inception-v3-compat"  # or a path to a TorchScript feature extractor
+    weights: str = ""                       # local Inception weights file (offline)
+    split: str = choice("train", "train", "test")
+    batch_size: int = ranged(250, 1)
+
+
+@dataclass
+class ProbeConfig:
+    every: int = ranged(0, 0)               # steps between probes; 0: off
+    layers: list[str] = field(default_factory=list)  # empty: the method's default feature layer
+    train_size: int = ranged(10000, 10)     # labelled training images the classifier is fit on
+    test_size: int = ranged(10000, 10)
+    max_iter: int = ranged(100, 1)          # L-BFGS iterations (fixed budget)
+    l2: float = ranged(1e-4, 0.0)
+    batch_size: int = ranged(500, 1)        # feature extraction batch
+
+
+@dataclass
+class EvalConfig:
+    fid: FIDConfig = field(default_factory=FIDConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    run_dir: str = ""                       # default: runs/<config file stem>
+    data: DataConfig = field(default_factory=DataConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# ---------------------------------------------------------------- parsing
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(value, args[0], key)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, key)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item,) = typing.get_args(tp)[:1] or (Any,)
+        return [_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if tp is float:
+        # YAML reads "2e-4" as a string; accept anything float() accepts, nothing else.
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    return value
+
+
+def _check_range(value: Any, meta: typing.Mapping, key: str) -> None:
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(meta['choices'])}")
+    low, high = meta.get("low"), meta.get("high")
+    if low is not None and (value < low or (meta.get("low_open") and value == low)):
+        sign = ">" if meta.get("low_open") else ">="
+        raise ConfigError(f"{key}: {value!r} is out of range; expected {sign} {low}")
+    if high is not None and value > high:
+        raise ConfigError(f"{key}: {value!r} is out of range; expected <= {high}")
+
+
+def method_config_class(name: str, key: str = "method.name") -> type:
+    from ssgen.methods import METHODS  # imports every method module, filling the registry
+
+    return METHODS.get(name, key).Config
+
+
+def from_dict(cls: type, raw: Any, prefix: str = "") -> Any:
+    """Build dataclass `cls` from a plain dict, checking keys, types and ranges."""
+    where = prefix or "config"
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys, got {raw!r}")
+    if cls is MethodConfig or (prefix == "method" and issubclass(cls, MethodConfig)):
+        cls = method_config_class(raw.get("name", MethodConfig.name), f"{where}.name")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in raw if k not in fields]
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(fields)}"
+        )
+    kwargs = {}
+    for name, value in raw.items():
+        key = f"{prefix}.{name}" if prefix else name
+        converted = _convert(value, hints[name], key)
+        _check_range(converted, fields[name].metadata, key)
+        kwargs[name] = converted
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def apply_override(raw: dict, assignment: str) -> None:
+    """Apply one `a.b.c=value` to a raw config dict; the value is read as YAML."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. trainer.steps=2000")
+    key, text = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node = raw
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: {part!r} is not a section")
+    try:
+        node[parts[-1]] = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--set {key}: cannot read value {text!r}: {err}") from None
+
+
+def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
+    raw: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist (see `ssgen configs`)")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {str(path)!r}: expected a mapping at the top level")
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    cfg = from_dict(Config, raw)
+    if not cfg.run_dir:
+        cfg.run_dir = str(Path("runs") / (path.stem if path is not None else "default"))
+    return cfg
+
+
+def config_from_dict(raw: dict) -> Config:
+    """Rebuild a Config from its saved dict (as written into a run directory or checkpoint)."""
+    return from_dict(Config, raw)

@@ -1,0 +1,6 @@
+"""Methods, one file each; importing this package registers them all."""
+
+from ssgen.registry import METHODS
+from ssgen.methods import gan, ssgan  # noqa: F401  (registration)
+
+__all__ = ["METHODS"]

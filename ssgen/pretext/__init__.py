@@ -1,0 +1,1 @@
+"""Pretext tasks as pure tensor functions, no state."""
