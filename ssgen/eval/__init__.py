@@ -1,0 +1,1 @@
+"""What is measured: FID/FD, linear probes, reports."""
