@@ -37,6 +37,22 @@ class Method(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.data = data
+        self.skip_nonfinite = False  # the trainer sets it from trainer.nonfinite == "skip"
+        # Checkpointed with the weights: how many updates were skipped for a non-finite loss.
+        self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.long))
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """Reject option combinations that only the whole Config shows (e.g. batch size), before compute."""
+
+    def optimize(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        """One update; with skip_nonfinite a NaN/inf loss leaves the weights untouched."""
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.skip_nonfinite and not torch.isfinite(loss):  # a host sync, paid only in skip mode
+            self.skipped_steps += 1
+            return
+        optimizer.step()
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Named optimizers; the trainer schedules their lr and checkpoints their state."""

@@ -1,0 +1,3 @@
+from ssgen.cli import main
+
+main()

@@ -1,0 +1,147 @@
+"""`ssgen` command line: train, sample, fid, probe, report, configs.
+
+User errors (bad config, data, checkpoint, environment) print one line and exit with status 2;
+`ssgen --debug ...` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import yaml
+
+from ssgen.config import apply_override, config_from_dict, from_dict, Config, load_config, to_dict
+from ssgen.errors import ConfigError, SsgenError
+
+CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--debug", is_flag=True, help="Show the full traceback on errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Self-supervised generative modelling: SS-GAN, GAN baselines, pretext-task autoencoders,
+    FID/FD and linear probes of what the networks learned.
+
+    Start with: ssgen train --config configs/quick.yaml"""
+    ctx.obj = {"debug": debug}
+
+
+def config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes += config_diff(a, b, name + ".")
+        elif a != b:
+            changes.append(f"{name}: {a!r} -> {b!r}")
+    return changes
+
+
+def resume_config(run_dir: Path, config_path: str | None, overrides: tuple[str, ...], force: bool) -> Config:
+    """The saved config of a run, with any changes refused unless --force."""
+    saved_file = run_dir / "config.yaml"
+    if not saved_file.is_file():
+        raise ConfigError(f"--resume {str(run_dir)!r}: not a run directory (no config.yaml)")
+    saved = config_from_dict(yaml.safe_load(saved_file.read_text()))
+    raw = yaml.safe_load(Path(config_path).read_text()) if config_path else to_dict(saved)
+    raw["run_dir"] = str(run_dir)
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    cfg = from_dict(Config, raw)
+    changes = config_diff(to_dict(saved), to_dict(cfg))
+    if changes and not force:
+        raise ConfigError(f"the config differs from the run's saved one ({'; '.join(changes)}); "
+                          "pass --force to resume with it anyway")
+    return cfg
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="YAML experiment file (see `ssgen configs`). Defaults apply where it is silent.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override one config value, e.g. --set trainer.steps=2000 --set data.path=DIR/train.zip. Repeatable.")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
+              help="Continue the run in this directory from its latest readable checkpoint.")
+@click.option("--force", is_flag=True, help="With --resume: accept a config that differs from the saved one.")
+@click.option("--no-progress", is_flag=True, help="No progress bar (logs still go to TensorBoard and metrics.jsonl).")
+def train(config_path, overrides, resume_dir, force, no_progress):
+    """Train a method (GAN, SS-GAN, autoencoder) from a config.
+
+    The run directory (trainer's `run_dir`, default runs/<config name>) receives config.yaml,
+    checkpoints/, tb/ (TensorBoard), samples/ and metrics.jsonl."""
+    from ssgen.train.trainer import train as run_training
+
+    if resume_dir:
+        cfg = resume_config(Path(resume_dir), config_path, overrides, force)
+    else:
+        cfg = load_config(config_path, overrides)
+    run_dir = run_training(cfg, resume=bool(resume_dir), progress=not no_progress,
+                           log=lambda msg: click.echo(msg, err=True))
+    click.echo(f"run directory: {run_dir}")
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path())
+@click.option("-n", "num", default=64, show_default=True, help="Number of samples.")
+@click.option("--out", default="samples.png", show_default=True, type=click.Path(dir_okay=False),
+              help="PNG file for the grid of samples.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the latent noise.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+def sample(checkpoint, num, out, seed, device):
+    """Write a grid of samples from CHECKPOINT (a .pt file or a run directory; EMA G where there is one)."""
+    import torch
+    from PIL import Image
+    from torchvision.utils import make_grid
+
+    from ssgen.images import to_uint8
+    from ssgen.train.checkpoint import load_run
+    from ssgen.train.trainer import resolve_device
+
+    if num < 1:
+        raise ConfigError(f"-n {num}: expected at least 1 sample")
+    run = load_run(checkpoint, resolve_device(device), warn=lambda m: click.echo(m, err=True))
+    if not run.method.generative:
+        raise ConfigError(f"{run.cfg.method.name} is not a generative method; nothing to sample")
+    images = run.method.sample(num, torch.Generator().manual_seed(seed))
+    grid = make_grid(to_uint8(images.cpu()), nrow=max(1, int(num ** 0.5)), padding=1)
+    Image.fromarray(grid.permute(1, 2, 0).numpy()).save(out)
+    click.echo(f"{num} samples from {run.checkpoint} (step {run.step}) -> {out}")
+
+
+@cli.command()
+@click.option("--dir", "folder", default=str(CONFIGS_DIR), show_default=True, type=click.Path(file_okay=False),
+              help="Folder of YAML configs.")
+def configs(folder):
+    """List the shipped configs, one line each (the file's first comment)."""
+    paths = sorted(Path(folder).glob("*.yaml"))
+    if not paths:
+        raise ConfigError(f"no configs (*.yaml) in {folder!r}")
+    width = max(len(str(p)) for p in paths)
+    for path in paths:
+        first = next((line for line in path.read_text().splitlines() if line.startswith("#")), "#")
+        click.echo(f"{str(path):<{width}}  {first.lstrip('#').strip()}")
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv[1:]
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except SsgenError as err:
+        if debug:
+            raise
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""Checkpoints: written atomically, the last K kept, loaded with weights_only=True.
+
+A checkpoint is a dict of tensors and plain containers:
+    {"format", "step", "config", "method", "optimizers", "rng", "batches", "best"}
+so loading one never executes code from the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ssgen.config import Config, config_from_dict
+from ssgen.errors import CheckpointError, SsgenError
+from ssgen.methods.base import DataInfo, Method
+
+FORMAT = 1
+CHECKPOINT_DIR = "checkpoints"
+BEST = "best.pt"
+_NAME = re.compile(r"step-(\d+)\.pt$")
+
+
+def checkpoint_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR
+
+
+def atomic_save(state: dict, path: Path) -> None:
+    """Write to a temporary file, fsync, then rename: a crash leaves the old file or the new one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"cannot write checkpoint {path}: {err.strerror or err}") from None
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Step checkpoints of a run, oldest first."""
+    folder = checkpoint_dir(run_dir)
+    found = [(int(m.group(1)), p) for p in folder.glob("step-*.pt") if (m := _NAME.search(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def save_checkpoint(run_dir: str | Path, step: int, state: dict, keep: int) -> Path:
+    folder = checkpoint_dir(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"step-{step:08d}.pt"
+    atomic_save(state, path)
+    for old in list_checkpoints(run_dir)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, corrupt, or not a weights-only file: all unusable
+        raise CheckpointError(f"checkpoint {str(path)!r} is unreadable ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0][:160]})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT or "method" not in state:
+        raise CheckpointError(f"checkpoint {str(path)!r} is not an ssgen checkpoint (format {FORMAT})")
+    return state
+
+
+def latest_readable(run_dir: str | Path, warn=print) -> tuple[Path, dict] | None:
+    """The newest step checkpoint that loads; a corrupt newer one is reported and skipped."""
+    for path in reversed(list_checkpoints(run_dir)):
+        try:
+            return path, read_checkpoint(path)
+        except CheckpointError as err:
+            warn(f"warning: {err}; falling back to the previous checkpoint")
+    return None
+
+
+def resolve_checkpoint(path: str | Path, warn=print) -> tuple[Path, dict]:
+    """A checkpoint file, or a run directory -> its newest readable checkpoint."""
+    path = Path(path)
+    if path.is_dir():
+        found = latest_readable(path, warn)
+        if found is None:
+            raise CheckpointError(f"run directory {str(path)!r} holds no readable checkpoint "
+                                  f"(expected {CHECKPOINT_DIR}/step-*.pt)")
+        return found
+    return path, read_checkpoint(path)
+
+
+def data_info(cfg: Config) -> DataInfo:
+    return DataInfo(resolution=cfg.data.resolution)
+
+
+def build_method(cfg: Config, device: torch.device) -> Method:
+    """A fresh (untrained) method of the config's kind on `device`."""
+    from ssgen.methods import METHODS
+
+    method_cls = METHODS.get(cfg.method.name, "method.name")
+    return method_cls(cfg.method, data_info(cfg)).to(device)
+
+
+def load_method_state(method: Method, state: dict, source: str) -> None:
+    try:
+        method.load_state_dict(state["method"])
+    except RuntimeError as err:  # missing/unexpected keys or shape mismatch: another architecture
+        first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
+        raise CheckpointError(f"checkpoint {source} does not match the configured "
+                              f"{method.cfg.name} networks: {first[:200]}") from None
+
+
+@dataclass
+class LoadedRun:
+    cfg: Config
+    method: Method
+    step: int
+    run_dir: Path
+    checkpoint: Path
+
+
+def load_run(path: str | Path, device: torch.device, warn=print) -> LoadedRun:
+    """Rebuild a trained method from a checkpoint file or a run directory."""
+    ckpt_path, state = resolve_checkpoint(path, warn)
+    try:
+        cfg = config_from_dict(state["config"])
+    except SsgenError as err:
+        raise CheckpointError(f"checkpoint {str(ckpt_path)!r} holds an unusable config: {err}") from None
+    method = build_method(cfg, device)
+    load_method_state(method, state, repr(str(ckpt_path)))
+    run_dir = ckpt_path.parent.parent if ckpt_path.parent.name == CHECKPOINT_DIR else ckpt_path.parent
+    return LoadedRun(cfg, method, int(state["step"]), run_dir, ckpt_path)

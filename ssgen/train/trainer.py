@@ -1,0 +1,225 @@
+"""The one training loop, for every method: device, precision, lr decay, logging, samples,
+evaluations, checkpoints and resume. It knows how training runs, never what is learned."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import make_grid
+from tqdm import tqdm
+
+from ssgen.config import Config, to_dict
+from ssgen.data import BatchStream, build_dataset
+from ssgen.errors import CheckpointError, ConfigError, SsgenError
+from ssgen.eval import build_evaluators
+from ssgen.eval.metrics import append_metrics
+from ssgen.images import to_uint8
+from ssgen.methods import METHODS
+from ssgen.train.checkpoint import (BEST, FORMAT, atomic_save, build_method, checkpoint_dir,
+                                    latest_readable, load_method_state, save_checkpoint)
+
+CONFIG_FILE = "config.yaml"
+
+
+class NonFiniteLoss(SsgenError):
+    pass
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"trainer.device: {name!r} is not a device; expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.device={name} but no CUDA GPU is available here; use trainer.device=cpu")
+    return device
+
+
+def autocast(cfg: Config, device: torch.device):
+    bf16 = cfg.trainer.precision == "bf16" or (cfg.trainer.precision == "auto" and device.type == "cuda")
+    if not bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def check_writable(run_dir: Path) -> None:
+    """Fail before any compute if the run directory cannot take files."""
+    probe = run_dir / ".write-probe"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as f:
+            f.write(b"\0" * 65536)  # a full disk fails here rather than at the first checkpoint
+            f.flush()
+        probe.unlink()
+    except OSError as err:
+        raise SsgenError(f"run directory {str(run_dir)!r} is not writable: {err.strerror or err}") from None
+
+
+def write_config(cfg: Config, run_dir: Path) -> None:
+    (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+class StopRequest:
+    """SIGTERM / Ctrl-C: finish the current step, write a checkpoint, exit cleanly."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:  # a second Ctrl-C: the user means it
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def save_grids(writer: SummaryWriter, run_dir: Path, grids: dict[str, torch.Tensor], step: int) -> None:
+    from PIL import Image
+
+    (run_dir / "samples").mkdir(exist_ok=True)
+    for name, images in grids.items():
+        grid = make_grid(to_uint8(images.cpu()), nrow=int(math.sqrt(len(images))) or 1, padding=1)
+        writer.add_image(f"images/{name}", grid, step)
+        Image.fromarray(grid.permute(1, 2, 0).numpy()).save(run_dir / "samples" / f"{name}-{step:08d}.png")
+
+
+def train(cfg: Config, resume: bool = False, log=print, progress: bool = True) -> Path:
+    """Train `cfg.method` on `cfg.data` for `cfg.trainer.steps` steps; returns the run directory."""
+    tc = cfg.trainer
+    run_dir = Path(cfg.run_dir)
+    check_writable(run_dir)
+    device = resolve_device(tc.device)
+    METHODS.get(cfg.method.name, "method.name").check_config(cfg)
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    torch.use_deterministic_algorithms(tc.deterministic)
+    torch.manual_seed(cfg.seed)
+
+    train_set = build_dataset(cfg.data, "train")
+    method = build_method(cfg, device)
+    method.skip_nonfinite = tc.nonfinite == "skip"
+    if tc.compile:
+        method.compile_networks()
+    batches = BatchStream(train_set, tc.batch_size, device, flip=cfg.data.flip, seed=cfg.seed,
+                          device_resident=cfg.data.device_resident)
+    optimizers = method.optimizers()
+    base_lrs = {name: [group["lr"] for group in opt.param_groups] for name, opt in optimizers.items()}
+    evaluators = build_evaluators(cfg, method, device, log)
+    fixed_noise = method.fixed_noise(tc.num_grid_images, torch.Generator().manual_seed(cfg.seed))
+    grid_real = batches()[: tc.num_grid_images]  # before any restore, so it is the same on resume
+
+    step, best = 0, {}
+    if resume:
+        found = latest_readable(run_dir, warn=log)
+        if found is None:
+            raise CheckpointError(f"nothing to resume in {str(run_dir)!r}: no readable checkpoint")
+        path, state = found
+        load_method_state(method, state, repr(str(path)))
+        for name, opt in optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        batches.load_state_dict(state["batches"])
+        set_rng_state(state["rng"], device)
+        step, best = int(state["step"]), state.get("best", {})
+        log(f"resuming {run_dir} from step {step} ({path.name})")
+    write_config(cfg, run_dir)
+
+    def checkpoint_state() -> dict:
+        return {"format": FORMAT, "step": step, "config": to_dict(cfg), "method": method.state_dict(),
+                "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
+                "rng": rng_state(device), "batches": batches.state_dict(), "best": best}
+
+    # purge_step hides events a crashed run wrote after its last checkpoint.
+    writer = SummaryWriter(str(run_dir / "tb"), purge_step=step + 1 if step else None)
+    # A host sync every step costs nothing on the CPU but stalls a GPU's queue: check less often there.
+    check_every = 1 if device.type == "cpu" else tc.log_every
+    amp = autocast(cfg, device)
+    last_checkpoint = None
+    bar = tqdm(total=tc.steps, initial=step, disable=not progress, dynamic_ncols=True, unit="step")
+    timer, timed_steps = time.perf_counter(), 0
+    try:
+        with StopRequest() as stop:
+            while step < tc.steps:
+                step += 1
+                if tc.lr_decay == "linear":  # from the base lr down to 0 at the last step
+                    factor = 1.0 - (step - 1) / tc.steps
+                    for name, opt in optimizers.items():
+                        for group, lr in zip(opt.param_groups, base_lrs[name]):
+                            group["lr"] = lr * factor
+                with amp:
+                    logs = method.train_step(batches)
+                timed_steps += 1
+                bar.update(1)
+                last = step == tc.steps
+
+                if step % check_every == 0 or last:
+                    values = {k: float(v) for k, v in logs.items()}
+                    bad = {k: v for k, v in values.items() if k.startswith("loss/") and not math.isfinite(v)}
+                    if bad and tc.nonfinite == "stop":
+                        where = f", last good checkpoint {last_checkpoint}" if last_checkpoint else ""
+                        raise NonFiniteLoss(
+                            f"non-finite loss at step {step}: "
+                            + ", ".join(f"{k}={v}" for k, v in bad.items())
+                            + f"{where}; lower the learning rate, or set trainer.nonfinite=skip")
+                if step % tc.log_every == 0 or last:
+                    values = {k: float(v) for k, v in logs.items()}
+                    elapsed = time.perf_counter() - timer
+                    values["perf/steps_per_s"] = timed_steps / max(elapsed, 1e-9)
+                    values["perf/skipped_steps"] = float(method.skipped_steps)
+                    timer, timed_steps = time.perf_counter(), 0
+                    for key, value in values.items():
+                        writer.add_scalar(key, value, step)
+                    append_metrics(run_dir, step, values)
+                    bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in values.items()
+                                     if k.startswith("loss/")}, refresh=False)
+                if step % tc.sample_every == 0 or last:
+                    save_grids(writer, run_dir, method.image_grids(grid_real, fixed_noise), step)
+                for evaluator in evaluators:
+                    if step % evaluator.every == 0 or last:
+                        metrics, protocol = evaluator(method, step)
+                        for key, value in metrics.items():
+                            writer.add_scalar(key, value, step)
+                        append_metrics(run_dir, step, metrics, protocol)
+                        key = evaluator.lower_is_better_key
+                        if key in metrics and metrics[key] < best.get("value", math.inf):
+                            best = {"key": key, "value": metrics[key], "step": step}
+                            atomic_save(checkpoint_state(), checkpoint_dir(run_dir) / BEST)
+                if step % tc.checkpoint_every == 0 or last or stop.requested:
+                    last_checkpoint = save_checkpoint(run_dir, step, checkpoint_state(), tc.keep_checkpoints)
+                if stop.requested:
+                    log(f"\nstopped at step {step}; checkpoint {last_checkpoint}; "
+                        f"continue with: ssgen train --resume {run_dir}")
+                    break
+    finally:
+        bar.close()
+        writer.close()
+    return run_dir
