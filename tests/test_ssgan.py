@@ -1,0 +1,81 @@
+import pytest
+import torch
+
+from ssgen.config import load_config
+from ssgen.errors import ConfigError
+from ssgen.methods.base import DataInfo
+from ssgen.methods.gan import GAN
+from ssgen.methods.ssgan import SSGAN
+from ssgen.data import build_dataset
+
+TINY = ["method.generator.width=16", "method.discriminator.width=16", "method.generator.z_dim=16"]
+
+
+def tiny(name, *overrides, cls=None):
+    cfg = load_config(None, [f"method.name={name}", *TINY, *overrides])
+    torch.manual_seed(0)
+    return (cls or {"gan": GAN, "ssgan": SSGAN}[name])(cfg.method, DataInfo(resolution=32))
+
+
+def shapes_batch(n=16):
+    cfg = load_config(None, [f"data.train_size={n}"])
+    images, _ = build_dataset(cfg.data, "train").get(slice(0, n))
+    return images.float() / 127.5 - 1
+
+
+def test_rotation_weights_zero_give_the_plain_gan_losses():
+    ss = tiny("ssgan", "method.beta=0", "method.alpha=0")
+    gan = tiny("gan")
+    gan.load_state_dict({k: v for k, v in ss.state_dict().items() if not k.startswith("rotation_head")})
+    real, fake = torch.randn(8, 3, 32, 32), torch.randn(8, 3, 32, 32)
+    ss.eval(), gan.eval()  # spectral norm without a power-iteration update: same weights both sides
+    assert torch.allclose(ss.d_loss(real, fake)[0], gan.d_loss(real, fake)[0], atol=1e-5)
+    assert torch.allclose(ss.g_loss(fake)[0], gan.g_loss(fake)[0], atol=1e-5)
+
+
+def test_losses_add_the_weighted_rotation_terms():
+    ss = tiny("ssgan", "method.beta=2.0", "method.alpha=0.5").eval()
+    real, fake = torch.randn(8, 3, 32, 32), torch.randn(8, 3, 32, 32)
+    d, d_logs = ss.d_loss(real, fake)
+    assert torch.allclose(d, d_logs["loss/d_gan"] + 2.0 * d_logs["loss/d_rotation"], atol=1e-5)
+    g, g_logs = ss.g_loss(fake)
+    assert torch.allclose(g, g_logs["loss/g_gan"] + 0.5 * g_logs["loss/g_rotation"], atol=1e-5)
+    assert 0.0 <= float(d_logs["rotation/acc_real"]) <= 1.0
+
+
+def test_a_few_steps_lower_the_rotation_loss():
+    ss = tiny("ssgan", "method.n_dis=1", "method.rotation_fraction=1.0", "method.d_optim.lr=1e-3")
+    batch = shapes_batch(16)
+    losses = [float(ss.train_step(lambda: batch)["loss/d_rotation"]) for _ in range(25)]
+    assert sum(losses[-3:]) / 3 < 0.7 * sum(losses[:3]) / 3, losses
+
+
+def test_rotation_only_trains_d_and_leaves_g_alone():
+    ss = tiny("ssgan", "method.rotation_only=true", "method.n_dis=1")
+    before = [p.clone() for p in ss.G.parameters()]
+    logs = ss.train_step(lambda: torch.randn(8, 3, 32, 32))
+    assert "loss/d_gan" not in logs and "loss/g" not in logs
+    assert all(torch.equal(a, b) for a, b in zip(before, ss.G.parameters()))
+
+
+def test_batch_must_hold_a_whole_rotation_subset():
+    cfg = load_config(None, ["method.name=ssgan", "trainer.batch_size=30"])
+    with pytest.raises(ConfigError, match=r"rotation_fraction=0.25 of trainer.batch_size=30 is 7.5 images"):
+        SSGAN.check_config(cfg)
+
+
+def test_features_are_d_layers():
+    ss = tiny("ssgan")
+    feats = ss.features(torch.randn(4, 3, 32, 32), ["penultimate", ss.D.block_names[0]])
+    assert feats["penultimate"].shape == (4, ss.D.feature_dim)
+    with pytest.raises(ConfigError, match="unknown feature layer 'conv9'"):
+        ss.features(torch.randn(2, 3, 32, 32), ["conv9"])
+
+
+def test_ema_generator_follows_g_and_is_sampled():
+    ss = tiny("ssgan", "method.ema_decay=0.5", "method.n_dis=1")
+    ss.train_step(lambda: torch.randn(8, 3, 32, 32))
+    ema, live = next(ss.G_ema.parameters()), next(ss.G.parameters())
+    assert not torch.equal(ema, live)
+    samples = ss.sample(257, torch.Generator().manual_seed(0))  # 257: chunks never of size one
+    assert samples.shape == (257, 3, 32, 32) and samples.abs().max() <= 1
