@@ -1,1 +1,87 @@
-"""What is measured: FID/FD, linear probes, reports."""
+"""What is measured: FID/FD, linear probes, reports.
+
+The trainer calls `build_evaluators` once, then each evaluator every `every` steps; it writes
+what they return to TensorBoard and metrics.jsonl. Expensive fixed inputs (real statistics,
+probe images) are built at the first call and reused.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+import torch
+
+from ssgen.config import Config
+from ssgen.methods.base import Method
+
+
+class Evaluator(Protocol):
+    name: str
+    every: int
+    lower_is_better_key: str | None  # the metric the trainer keeps the best checkpoint by
+
+    def __call__(self, method: Method, step: int) -> tuple[dict[str, float], dict]:
+        """(metrics, protocol) of the method now."""
+
+
+class FIDEvaluator:
+    def __init__(self, cfg: Config, extractor, device: torch.device):
+        from ssgen.data import build_dataset
+
+        fc = cfg.eval.fid
+        self.name, self.every, self.lower_is_better_key = extractor.label, fc.every, extractor.metric_key
+        self.images = build_dataset(cfg.data, fc.split)  # here, so a missing split fails before training
+        self.extractor, self.device, self.cfg = extractor, device, cfg
+        self.distance = None
+
+    def __call__(self, method: Method, step: int) -> tuple[dict[str, float], dict]:
+        from ssgen.eval.fid import FrechetDistance
+
+        if self.distance is None:
+            fc = self.cfg.eval.fid
+            self.distance = FrechetDistance(self.images, self.extractor, self.device, fc.num_samples,
+                                            batch_size=fc.batch_size, seed=self.cfg.seed)
+        return {self.lower_is_better_key: self.distance(method)}, self.distance.protocol
+
+
+class ProbeEvaluator:
+    name, lower_is_better_key = "probe", None
+
+    def __init__(self, cfg: Config, method: Method, device: torch.device):
+        from ssgen.data import build_dataset, require_labels
+
+        self.cfg, self.device, self.every = cfg.eval.probe, device, cfg.eval.probe.every
+        self.layers = method.check_features(self.cfg.layers)  # unknown layers fail before training
+        self.sets = [build_dataset(cfg.data, split) for split in ("train", "test")]
+        for images in self.sets:
+            require_labels(images, "eval.probe fits a classifier on class labels")
+        self.data = None
+
+    def __call__(self, method: Method, step: int) -> tuple[dict[str, float], dict]:
+        from ssgen.eval.probe import ProbeData, linear_probe
+
+        if self.data is None:
+            self.data = ProbeData.from_sets(*self.sets, self.cfg.train_size, self.cfg.test_size)
+        accuracy = linear_probe(method, self.data, self.cfg, self.device, self.layers)
+        return {f"probe/{layer}": value for layer, value in accuracy.items()}, self.data.protocol(self.cfg)
+
+
+def build_evaluators(cfg: Config, method: Method, device: torch.device,
+                     log: Callable[[str], None]) -> list[Evaluator]:
+    """The evaluators the config turns on (every > 0). Without Inception weights training goes
+    on without FID: the reason and the fix are logged once, here."""
+    from ssgen.eval.fid import InceptionWeightsMissing, resolve_extractor
+
+    evaluators: list[Evaluator] = []
+    if cfg.eval.fid.every > 0:
+        if not method.generative:
+            log(f"note: eval.fid.every is set but {cfg.method.name} is not generative; no FID")
+        else:
+            try:
+                extractor = resolve_extractor(cfg.eval.fid.extractor, cfg.eval.fid.weights)
+                evaluators.append(FIDEvaluator(cfg, extractor, device))
+            except InceptionWeightsMissing as err:
+                log(f"warning: no FID during training: {err}")
+    if cfg.eval.probe.every > 0:
+        evaluators.append(ProbeEvaluator(cfg, method, device))
+    return evaluators

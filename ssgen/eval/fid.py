@@ -1,0 +1,286 @@
+"""FID and FD: Frechet distances between real and generated images in a feature space.
+
+Features come from torch-fidelity extractors: its `inception-v3-compat` (reported as FID) or any
+TorchScript file the user names (uint8 [B,3,H,W] -> [B,D]; reported as FD(<file stem>)).
+Statistics and the distance are computed here in float64, because torch-fidelity's own cache
+is keyed by name only and ignores the data's content: reference statistics are cached on disk
+under a key of everything that determines them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ssgen.errors import ConfigError, SsgenError
+from ssgen.eval.probe import fixed_subset
+from ssgen.images import to_uint8
+from ssgen.registry import EXTRACTORS
+
+INCEPTION = "inception-v3-compat"
+INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+                 "weights-inception-2015-12-05-6726825d.pth")
+DOWNLOAD_TIMEOUT_S = 10
+TORCHSCRIPT = "ssgen-torchscript"  # the one torch-fidelity registration for every TorchScript file
+
+
+class InceptionWeightsMissing(SsgenError):
+    """Inception weights are neither given, cached, nor downloadable (offline machines)."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SSGEN_CACHE") or Path.home() / ".cache" / "ssgen") / "fid"
+
+
+@lru_cache(maxsize=None)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file, computed once per (path, size, mtime): Inception's 90 MB take a while."""
+    stat = os.stat(path)
+    return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+# ---------------------------------------------------------------- extractors
+@dataclass(frozen=True)
+class Extractor:
+    """A feature space: how to build it and how its distances are named."""
+    name: str            # "inception-v3-compat" or a TorchScript file's stem
+    tf_name: str         # torch-fidelity registry name
+    feature: str         # which of the extractor's outputs
+    weights: str         # the file holding the weights
+    kwargs: tuple = ()   # extra constructor arguments for torch-fidelity
+
+    @property
+    def is_inception(self) -> bool:
+        return self.name == INCEPTION
+
+    @property
+    def label(self) -> str:
+        return "FID" if self.is_inception else f"FD({self.name})"
+
+    @property
+    def metric_key(self) -> str:
+        return "fid" if self.is_inception else f"fd/{self.name}"
+
+    def build(self, device: torch.device) -> torch.nn.Module:
+        from torch_fidelity.utils import create_feature_extractor
+
+        _register_torchscript()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
+            module = create_feature_extractor(
+                self.tf_name, [self.feature], cuda=False, verbose=False, **dict(self.kwargs))
+        return module.to(device)
+
+
+def _inception_weights_file(weights: str) -> str:
+    """A local Inception weights file: the one given, torch hub's cached copy, or one download try."""
+    fix = (f"set eval.fid.weights=/path/to/pt_inception-2015-12-05.pth (or --weights), "
+           f"or use an offline extractor: eval.fid.extractor=path/to/extractor.pt (or --extractor)")
+    if weights:
+        if not Path(weights).is_file():
+            raise InceptionWeightsMissing(f"Inception weights file {weights!r} does not exist; {fix}")
+        return weights
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_URL.rsplit("/", 1)[1]
+    if cached.is_file():
+        return str(cached)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # an offline machine must not hang here
+    try:
+        torch.hub.download_url_to_file(INCEPTION_URL, str(cached), progress=False)
+    except Exception as err:  # no network, proxy, timeout: all mean "not available here"
+        reason = f"{type(err).__name__}: {str(err).splitlines()[0][:80]}" if str(err) else type(err).__name__
+        raise InceptionWeightsMissing(f"Inception weights for FID are not cached and cannot be downloaded "
+                                      f"({reason}); {fix}") from None
+    finally:
+        socket.setdefaulttimeout(previous)
+    return str(cached)
+
+
+@EXTRACTORS.register(INCEPTION)
+def inception_extractor(weights: str) -> Extractor:
+    path = _inception_weights_file(weights)
+    return Extractor(INCEPTION, INCEPTION, "2048", path, (("feature_extractor_weights_path", path),))
+
+
+def torchscript_extractor(path: str) -> Extractor:
+    return Extractor(Path(path).stem, TORCHSCRIPT, "features", str(Path(path).resolve()),
+                     (("torchscript_path", str(Path(path).resolve())),))
+
+
+def resolve_extractor(name_or_path: str, weights: str = "") -> Extractor:
+    """A registered extractor name, or a TorchScript file path; unknown names are ConfigErrors."""
+    if name_or_path in EXTRACTORS:
+        return EXTRACTORS.get(name_or_path)(weights)
+    if Path(name_or_path).is_file():
+        return torchscript_extractor(name_or_path)
+    raise ConfigError(f"eval.fid.extractor: {name_or_path!r} is neither a registered extractor "
+                      f"({', '.join(EXTRACTORS.names())}) nor an existing TorchScript file")
+
+
+def _register_torchscript() -> None:
+    from torch_fidelity import register_feature_extractor
+    from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+
+    if TORCHSCRIPT in FEATURE_EXTRACTORS_REGISTRY:
+        return
+
+    class TorchScriptExtractor(FeatureExtractorBase):
+        """A user-named TorchScript file: uint8 [B,3,H,W] -> float [B,D]."""
+
+        def __init__(self, name, features_list, torchscript_path=None, **kwargs):
+            super().__init__(name, features_list)
+            self.net = torch.jit.load(torchscript_path, map_location="cpu")
+
+        @staticmethod
+        def get_provided_features_list():
+            return ("features",)
+
+        @staticmethod
+        def can_be_compiled():
+            return False
+
+        def forward(self, x):
+            return (self.net(x),)
+
+    register_feature_extractor(TORCHSCRIPT, TorchScriptExtractor)
+
+
+# ---------------------------------------------------------------- statistics and distance
+class RunningStats:
+    """Mean and covariance of feature batches, accumulated in float64 around a shift (the first
+    batch's mean) so that E[xx^T] - mu mu^T does not cancel catastrophically."""
+
+    def __init__(self):
+        self.count, self.shift, self.total, self.outer = 0, None, None, None
+
+    def update(self, features: torch.Tensor) -> None:
+        x = features.detach().to(torch.float64)
+        if self.shift is None:
+            self.shift = x.mean(0)
+            self.total = torch.zeros_like(self.shift)
+            self.outer = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64, device=x.device)
+        x = x - self.shift
+        self.count += x.shape[0]
+        self.total += x.sum(0)
+        self.outer.addmm_(x.T, x)
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mu [D], sigma [D,D]) as float64 numpy; sigma is the unbiased sample covariance."""
+        if self.count < 2:
+            raise SsgenError(f"FID needs at least 2 images, got {self.count}")
+        mean = self.total / self.count
+        sigma = (self.outer - self.count * torch.outer(mean, mean)) / (self.count - 1)
+        return (mean + self.shift).cpu().numpy(), sigma.cpu().numpy()
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^1/2), float64.
+
+    tr (S1 S2)^1/2 = sum sqrt(eig(A S2 A)) with A = S1^1/2: a symmetric PSD eigenproblem, which is
+    stable where sqrtm of the non-symmetric S1 S2 is not (e.g. rank-deficient S when N < D)."""
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    sigma1, sigma2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
+    vals, vecs = np.linalg.eigh(sigma1)
+    root1 = (vecs * np.sqrt(vals.clip(min=0))) @ vecs.T
+    inner = root1 @ sigma2 @ root1
+    trace_sqrt = np.sqrt(np.linalg.eigvalsh((inner + inner.T) / 2).clip(min=0)).sum()
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt)
+
+
+@torch.no_grad()
+def extract(net: torch.nn.Module, batches, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """Statistics of the features of an iterable of uint8 image batches."""
+    stats = RunningStats()
+    for images in batches:
+        stats.update(net(images.to(device, non_blocking=True))[0])
+    return stats.finish()
+
+
+# ---------------------------------------------------------------- real and fake sides
+def reference_key(images, num_real: int, extractor: Extractor) -> str:
+    parts = {"data": images.fingerprint(), "split": images.split, "resolution": images.resolution,
+             "num_real": num_real, "extractor": extractor.name, "feature": extractor.feature,
+             "weights_sha256": file_sha256(extractor.weights)}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def reference_stats(images, num_real: int, extractor: Extractor, net_for, device: torch.device,
+                    batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mu, sigma) of the real images, from the disk cache or computed and cached.
+    `net_for()` builds the extractor network only when the statistics must be computed."""
+    num_real = min(num_real, len(images))
+    path = cache_dir() / f"{reference_key(images, num_real, extractor)}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as saved:
+            return saved["mu"], saved["sigma"]
+    indices = fixed_subset(len(images), num_real)
+    batches = (images.get(chunk)[0] for chunk in indices.split(batch_size))
+    mu, sigma = extract(net_for(), batches, device)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")  # atomic: parallel runs may race
+    np.savez(tmp, mu=mu, sigma=sigma)
+    os.replace(tmp, path)
+    return mu, sigma
+
+
+def fake_batches(method, num_fake: int, batch_size: int, seed: int):
+    """uint8 samples from the method, drawn batch by batch from one seeded generator."""
+    generator = torch.Generator().manual_seed(seed)
+    # Near-equal batches: never a last batch of one, which a generator's batch norm cannot normalise.
+    for chunk in torch.arange(num_fake).tensor_split(-(-num_fake // batch_size)):
+        yield to_uint8(method.sample(len(chunk), generator))
+
+
+class FrechetDistance:
+    """FID/FD of a method's samples against one real image set; real statistics built once, lazily."""
+
+    def __init__(self, images, extractor: Extractor, device: torch.device, num_fake: int,
+                 num_real: int | None = None, batch_size: int = 250, seed: int = 0):
+        self.images, self.extractor, self.device = images, extractor, device
+        self.num_fake, self.batch_size, self.seed = num_fake, batch_size, seed
+        self.num_real = min(num_real or num_fake, len(images))
+        self._net = None
+        self._reference = None
+
+    def net(self) -> torch.nn.Module:
+        if self._net is None:
+            self._net = self.extractor.build(self.device)
+        return self._net
+
+    @property
+    def protocol(self) -> dict:
+        return {"metric": self.extractor.label, "num_fake": self.num_fake, "num_real": self.num_real,
+                "split": self.images.split, "dataset": self.images.name, "extractor": self.extractor.name,
+                "weights": f"{Path(self.extractor.weights).name} sha256:{file_sha256(self.extractor.weights)[:16]}"}
+
+    def reference(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._reference is None:
+            self._reference = reference_stats(self.images, self.num_real, self.extractor, self.net,
+                                              self.device, self.batch_size)
+        return self._reference
+
+    def __call__(self, method) -> float:
+        mu_real, sigma_real = self.reference()
+        fakes = fake_batches(method, self.num_fake, self.batch_size, self.seed)
+        mu, sigma = extract(self.net(), fakes, self.device)
+        return frechet_distance(mu, sigma, mu_real, sigma_real)

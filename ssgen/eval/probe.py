@@ -1,0 +1,108 @@
+"""Linear probes: how linearly separable the classes are in a network's frozen features.
+
+Run every N steps on a GAN's discriminator, the curve shows *discriminator forgetting*.
+The classifier is a multinomial logistic regression fit full-batch with L-BFGS from zero
+weights for a fixed number of iterations: deterministic, with no learning rate to tune, and
+fast on the training device (10k x 512 features fit in about a second on CPU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ssgen.config import ProbeConfig
+from ssgen.images import to_float
+
+
+def fixed_subset(num_images: int, size: int, seed: int = 0) -> torch.Tensor:
+    """Sorted indices of a seeded random subset (all when size >= num_images). Image folders are
+    sorted by class, so the first N would not be a sample of the classes."""
+    if size >= num_images:
+        return torch.arange(num_images)
+    return torch.randperm(num_images, generator=torch.Generator().manual_seed(seed))[:size].sort().values
+
+
+@dataclass
+class ProbeData:
+    """The labelled images a probe is fit and tested on (uint8, CPU), chosen once and reused."""
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    num_classes: int
+    dataset: str
+
+    @classmethod
+    def from_sets(cls, train_set, test_set, train_size: int, test_size: int, seed: int = 0) -> "ProbeData":
+        train_images, train_labels = train_set.get(fixed_subset(len(train_set), train_size, seed))
+        test_images, test_labels = test_set.get(fixed_subset(len(test_set), test_size, seed))
+        num_classes = len(train_set.classes) or int(max(train_labels.max(), test_labels.max())) + 1
+        return cls(train_images, train_labels, test_images, test_labels, num_classes, train_set.name)
+
+    def protocol(self, cfg: ProbeConfig) -> dict:
+        return {"metric": "linear probe top-1", "dataset": self.dataset, "train_split": "train",
+                "test_split": "test", "train_size": len(self.train_labels), "test_size": len(self.test_labels),
+                "classifier": f"logistic regression, L-BFGS {cfg.max_iter} it, l2 {cfg.l2:g}"}
+
+
+@torch.no_grad()
+def extract_features(method, images: torch.Tensor, layers: Sequence[str], batch_size: int,
+                     device: torch.device) -> dict[str, torch.Tensor]:
+    """{layer: float32 [N, F] on device} of uint8 images, with the method in eval mode."""
+    was_training = method.training
+    method.eval()
+    try:
+        parts = [method.features(to_float(chunk.to(device, non_blocking=True)), layers)
+                 for chunk in images.split(batch_size)]
+    finally:
+        method.train(was_training)
+    return {layer: torch.cat([p[layer].float().flatten(1) for p in parts]) for layer in layers}
+
+
+def standardise(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    mean, std = train.mean(0), train.std(0)
+    std = torch.where(std > 1e-6, std, torch.ones_like(std))  # dead units (ReLU zeros) stay put
+    return (train - mean) / std, (test - mean) / std
+
+
+def fit_logistic_regression(x: torch.Tensor, y: torch.Tensor, num_classes: int, max_iter: int,
+                            l2: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multinomial logistic regression (weights, bias), full-batch L-BFGS from zero on x's device."""
+    weight = torch.zeros(num_classes, x.shape[1], device=x.device, requires_grad=True)
+    bias = torch.zeros(num_classes, device=x.device, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, history_size=10,
+                                  line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(F.linear(x, weight, bias), y) + 0.5 * l2 * weight.square().sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    return weight.detach(), bias.detach()
+
+
+def probe_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+                   num_classes: int, max_iter: int, l2: float) -> float:
+    """Test top-1 of a logistic regression fit on standardised training features."""
+    train_x, test_x = standardise(train_x, test_x)
+    weight, bias = fit_logistic_regression(train_x, train_y.to(train_x.device), num_classes, max_iter, l2)
+    predicted = F.linear(test_x, weight, bias).argmax(1)
+    return (predicted == test_y.to(predicted.device)).float().mean().item()
+
+
+def linear_probe(method, data: ProbeData, cfg: ProbeConfig, device: torch.device,
+                 layers: Sequence[str] | None = None) -> dict[str, float]:
+    """{layer: test top-1} of the method's frozen features."""
+    layers = method.check_features(layers or cfg.layers)
+    train = extract_features(method, data.train_images, layers, cfg.batch_size, device)
+    test = extract_features(method, data.test_images, layers, cfg.batch_size, device)
+    return {layer: probe_accuracy(train[layer], data.train_labels, test[layer], data.test_labels,
+                                  data.num_classes, cfg.max_iter, cfg.l2)
+            for layer in layers}

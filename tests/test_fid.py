@@ -1,0 +1,159 @@
+"""FID/FD: the distance against a float64 scipy reference, the reference-statistics cache,
+and the offline-Inception message."""
+
+import hashlib
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from torch import nn
+
+from ssgen.config import Config
+from ssgen.eval import build_evaluators
+from ssgen.eval.fid import FrechetDistance, InceptionWeightsMissing, resolve_extractor
+from ssgen.images import to_uint8
+from ssgen.methods.base import DataInfo, Method
+
+
+class TensorImages:
+    """The ImageSet interface over an in-memory uint8 tensor."""
+
+    def __init__(self, images, labels=None, split="train", name="fake"):
+        self.images, self.split, self.name = images, split, name
+        self.labels = labels if labels is not None else torch.zeros(len(images), dtype=torch.long)
+        self.classes = sorted({str(int(v)) for v in self.labels})
+        self.resolution = images.shape[-1]
+
+    def __len__(self):
+        return len(self.images)
+
+    def get(self, indices):
+        return self.images[indices], self.labels[indices]
+
+    def fingerprint(self):
+        return hashlib.sha256(self.images.numpy().tobytes()).hexdigest()
+
+
+class NoiseSampler(Method):
+    """A 'generative method' whose samples are seeded uniform noise."""
+    generative = True
+
+    def __init__(self):
+        super().__init__(Config().method, DataInfo(resolution=8))
+
+    def sample(self, n, generator=None):
+        return torch.rand(n, 3, 8, 8, generator=generator) * 2 - 1
+
+
+class TinyExtractor(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.conv(x.float() / 255.0))
+        return torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1)
+
+
+@pytest.fixture
+def extractor_file(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "tiny-fd.pt"
+    torch.jit.script(TinyExtractor()).save(str(path))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SSGEN_CACHE", str(tmp_path / "cache"))
+
+
+def real_images(seed=1, n=300):
+    g = torch.Generator().manual_seed(seed)
+    return TensorImages(torch.randint(0, 256, (n, 3, 8, 8), generator=g, dtype=torch.uint8))
+
+
+def scipy_frechet(a: np.ndarray, b: np.ndarray) -> float:
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = scipy.linalg.sqrtm(s1 @ s2).real
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
+
+
+def test_fd_matches_float64_scipy_reference(extractor_file):
+    extractor = resolve_extractor(str(extractor_file))
+    assert (extractor.label, extractor.metric_key) == ("FD(tiny-fd)", "fd/tiny-fd")
+    images = real_images()
+    distance = FrechetDistance(images, extractor, torch.device("cpu"), num_fake=250, num_real=300,
+                               batch_size=64, seed=3)
+    value = distance(NoiseSampler())
+
+    net = torch.jit.load(str(extractor_file))
+    with torch.no_grad():
+        real = net(images.images).double().numpy()
+        fake_images = to_uint8(NoiseSampler().sample(250, torch.Generator().manual_seed(3)))
+        fake = net(fake_images).double().numpy()
+    assert value == pytest.approx(scipy_frechet(fake, real), rel=1e-6)
+    assert distance.protocol["metric"] == "FD(tiny-fd)"
+    assert distance.protocol["num_fake"] == 250 and distance.protocol["num_real"] == 300
+
+
+def test_reference_statistics_cached_by_content(extractor_file, tmp_path, monkeypatch):
+    import ssgen.eval.fid as fid
+
+    extractor = resolve_extractor(str(extractor_file))
+    computed = []
+    real_extract = fid.extract
+    monkeypatch.setattr(fid, "extract", lambda *a: computed.append(1) or real_extract(*a))
+
+    def reference(images):
+        return FrechetDistance(images, extractor, torch.device("cpu"), num_fake=100).reference()
+
+    first = reference(real_images())
+    again = reference(real_images())  # a new object, same content: read from disk
+    assert len(computed) == 1
+    np.testing.assert_array_equal(first[1], again[1])
+    assert len(list((tmp_path / "cache" / "fid").glob("*.npz"))) == 1
+
+    changed = real_images()
+    changed.images[0, 0, 0, 0] ^= 1
+    reference(changed)
+    assert len(computed) == 2
+    assert len(list((tmp_path / "cache" / "fid").glob("*.npz"))) == 2
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """An empty torch hub and a download that fails at once."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+
+    def no_network(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+
+
+def test_offline_inception_says_what_to_do(offline):
+    with pytest.raises(InceptionWeightsMissing) as err:
+        resolve_extractor("inception-v3-compat")
+    message = str(err.value)
+    assert "\n" not in message
+    assert "eval.fid.weights=" in message and "eval.fid.extractor=" in message
+    with pytest.raises(InceptionWeightsMissing, match="does not exist"):
+        resolve_extractor("inception-v3-compat", weights="/nowhere/pt_inception.pth")
+
+
+def test_training_goes_on_without_inception(offline):
+    cfg = Config()
+    cfg.eval.fid.every = 10
+    messages = []
+    assert build_evaluators(cfg, NoiseSampler(), torch.device("cpu"), messages.append) == []
+    assert len(messages) == 1 and "eval.fid.weights=" in messages[0]
+
+
+def test_unknown_extractor_is_a_config_error():
+    from ssgen.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no-such-extractor"):
+        resolve_extractor("no-such-extractor")
