@@ -1,0 +1,120 @@
+"""`ssgen fid`, `ssgen probe`, `ssgen report`: measurements of trained runs from the command line.
+
+The main group adds these commands; user errors are SsgenErrors, printed as one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import click
+
+from ssgen.errors import ConfigError
+
+CHECKPOINT_HELP = "A checkpoint file, or a run directory (its newest readable checkpoint)."
+
+
+def load(checkpoint: str, device: str):
+    from ssgen.train.checkpoint import load_run
+    from ssgen.train.trainer import resolve_device
+
+    resolved = resolve_device(device)
+    return load_run(checkpoint, resolved, warn=lambda m: click.echo(m, err=True)), resolved
+
+
+def data_config(cfg, data_path: str | None, data_name: str | None = None):
+    """The run's data section, with the paths/names given on the command line."""
+    changes = {k: v for k, v in (("path", data_path), ("name", data_name)) if v is not None}
+    return dataclasses.replace(cfg.data, **changes)
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path())
+@click.option("--data-path", help="Real images to compare with (folder or .zip); default: the run's data.path.")
+@click.option("--data-name", help="Dataset registry name of the real images; default: the run's data.name.")
+@click.option("--split", type=click.Choice(["train", "test"]), help="Real split; default: the run's eval.fid.split.")
+@click.option("-n", "num", default=50000, show_default=True,
+              help="Generated samples; real images: as many, or the whole split if smaller.")
+@click.option("--extractor", help="inception-v3-compat (reported as FID) or a TorchScript extractor file "
+                                  "(reported as FD(<file stem>)); default: the run's eval.fid.extractor.")
+@click.option("--weights", help="Local Inception weights file (pt_inception-2015-12-05.pth) for offline machines.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+def fid(checkpoint, data_path, data_name, split, num, extractor, weights, device):
+    """FID (or FD in another feature space) of CHECKPOINT's samples against real images.
+
+    Prints the value and its protocol and appends both to the run's metrics.jsonl. Real-image
+    statistics are cached (~/.cache/ssgen/fid, or $SSGEN_CACHE) and reused across runs."""
+    from ssgen.data import build_dataset
+    from ssgen.eval.fid import FrechetDistance, resolve_extractor
+    from ssgen.eval.metrics import append_metrics
+
+    if num < 2:
+        raise ConfigError(f"-n {num}: expected at least 2 samples")
+    run, device = load(checkpoint, device)
+    fc = run.cfg.eval.fid
+    if not run.method.generative:
+        raise ConfigError(f"{run.cfg.method.name} is not a generative method; it has no samples to measure")
+    feature_space = resolve_extractor(extractor or fc.extractor, fc.weights if weights is None else weights)
+    images = build_dataset(data_config(run.cfg, data_path, data_name), split or fc.split)
+    distance = FrechetDistance(images, feature_space, device, num, batch_size=fc.batch_size, seed=run.cfg.seed)
+    value = distance(run.method)
+    click.echo(f"{feature_space.label}: {value:.4f}")
+    click.echo(f"protocol: {json.dumps(distance.protocol)}")
+    append_metrics(run.run_dir, run.step, {feature_space.metric_key: value}, distance.protocol)
+    click.echo(f"appended to {run.run_dir / 'metrics.jsonl'} (step {run.step})")
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path())
+@click.option("--layers", help="Comma-separated feature layers, e.g. penultimate,block2; default: the run's "
+                               "eval.probe.layers, else the method's default layer.")
+@click.option("--random-init", is_flag=True,
+              help="Probe an untrained network of the same architecture instead: the floor to compare with.")
+@click.option("--train-size", type=click.IntRange(10), help="Labelled training images the classifier is fit on.")
+@click.option("--test-size", type=click.IntRange(10), help="Test images it is scored on.")
+@click.option("--data-path", help="Labelled images (folder or .zip); default: the run's data.path.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+def probe(checkpoint, layers, random_init, train_size, test_size, data_path, device):
+    """Linear-probe top-1 of CHECKPOINT's frozen features (e.g. a GAN's discriminator), per layer.
+
+    A logistic regression is fit on features of a fixed labelled train subset and scored on the
+    test split, with a fixed budget (eval.probe.max_iter, eval.probe.l2)."""
+    import torch
+
+    from ssgen.data import build_dataset, require_labels
+    from ssgen.eval.probe import ProbeData, linear_probe
+    from ssgen.train.checkpoint import build_method
+
+    run, device = load(checkpoint, device)
+    cfg = dataclasses.replace(run.cfg.eval.probe, **{k: v for k, v in (("train_size", train_size),
+                                                                         ("test_size", test_size)) if v is not None})
+    method = run.method
+    if random_init:
+        torch.manual_seed(run.cfg.seed)
+        method = build_method(run.cfg, device)
+    chosen = method.check_features([name.strip() for name in layers.split(",")] if layers else cfg.layers)
+    sets = [build_dataset(data_config(run.cfg, data_path), split) for split in ("train", "test")]
+    for images in sets:
+        require_labels(images, "a linear probe fits a classifier on class labels")
+    data = ProbeData.from_sets(*sets, cfg.train_size, cfg.test_size)
+    accuracy = linear_probe(method, data, cfg, device, chosen)
+    source = "random-init network" if random_init else f"{run.checkpoint} (step {run.step})"
+    click.echo(f"linear probe of {source}; protocol: {json.dumps(data.protocol(cfg))}")
+    for layer, value in accuracy.items():
+        click.echo(f"{layer}: {100 * value:.2f}% top-1")
+
+
+@click.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for the PNG plots, the latest sample grids and report.md.")
+def report(run_dirs, out):
+    """Plots and a Markdown summary of RUN_DIRS: FID/FD, probe accuracy (forgetting) and rotation
+    accuracy vs step, the latest sample grids, and a table of final and best figures per run."""
+    from ssgen.eval.report import write_report
+
+    click.echo(f"report: {write_report(list(run_dirs), out)}")
+
+
+COMMANDS = (fid, probe, report)
