@@ -12,6 +12,8 @@ at every resolution, like the ResNet D's, for the critic, the rotation head and 
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,7 +30,8 @@ LEAKY_SLOPE = 0.1
 class UpConv(nn.Module):
     """norm -> ReLU -> 4x4 transposed conv with stride 2: one DCGAN generator stage."""
 
-    def __init__(self, in_channels: int, out_channels: int, norm=BatchNorm2d):
+    def __init__(self, in_channels: int, out_channels: int,
+                 norm: Callable[[int], nn.Module] = BatchNorm2d):
         super().__init__()
         self.norm = norm(in_channels)
         self.conv = initialised(nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1))
