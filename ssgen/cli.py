@@ -14,6 +14,7 @@ import yaml
 
 from ssgen.config import apply_override, config_from_dict, from_dict, Config, load_config, to_dict
 from ssgen.errors import ConfigError, SsgenError
+from ssgen.eval.commands import fid, probe, report
 
 CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
 
@@ -124,6 +125,10 @@ def configs(folder):
     for path in paths:
         first = next((line for line in path.read_text().splitlines() if line.startswith("#")), "#")
         click.echo(f"{str(path):<{width}}  {first.lstrip('#').strip()}")
+
+
+for measurement in (fid, probe, report):
+    cli.add_command(measurement)
 
 
 def main() -> None:
