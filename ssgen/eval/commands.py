@@ -44,7 +44,7 @@ def fid(checkpoint, data_path, data_name, split, num, extractor, weights, device
     """FID (or FD in another feature space) of CHECKPOINT's samples against real images.
 
     Prints the value and its protocol and appends both to the run's metrics.jsonl. Real-image
-    statistics are cached (~/.cache/ssgen/fid, or $SSGEN_CACHE) and reused across runs."""
+    statistics are cached in ~/.cache/ssgen/fid ($SSGEN_CACHE/fid if set) and reused across runs."""
     from ssgen.data import build_dataset
     from ssgen.eval.fid import FrechetDistance, resolve_extractor
     from ssgen.eval.metrics import append_metrics
