@@ -2,5 +2,6 @@
 
 from ssgen.registry import METHODS
 from ssgen.methods import gan, ssgan  # noqa: F401  (registration)
+from ssgen.methods import colorization, context, denoising, split_brain  # noqa: F401  (registration)
 
 __all__ = ["METHODS"]

@@ -1,0 +1,83 @@
+"""What the four pretext-task autoencoders share (denoising, context, split_brain, colorization):
+an encoder-decoder from the config, one Adam optimizer, a train step of `loss(x)`, and probe
+features from the encoder. A subclass says what its network sees and predicts (`loss`),
+which view of an image its encoder reads (`encoder_input`) and what it shows (`image_grids`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from ssgen.config import MethodConfig, NetConfig, OptimConfig
+from ssgen.methods.base import DataInfo, Method, NextBatch
+from ssgen.methods.gan import adam
+from ssgen.nets.autoencoder import EncoderDecoder, build_autoencoder
+
+
+def autoencoder_net() -> NetConfig:
+    # No spectral norm: nothing here is a critic whose Lipschitz constant matters.
+    return NetConfig(width=128, spectral_norm=False)
+
+
+@dataclass
+class AutoencoderConfig(MethodConfig):
+    encoder: NetConfig = field(default_factory=autoencoder_net)
+    decoder: NetConfig = field(default_factory=autoencoder_net)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, betas=[0.5, 0.999]))
+
+
+def grid_generator(real: torch.Tensor) -> torch.Generator:
+    """The same corruption at every image grid, so grids compare across steps, and none of the
+    training random stream used up (a resumed run stays bitwise identical)."""
+    return torch.Generator(real.device).manual_seed(0)
+
+
+class Autoencoder(Method):
+    Config = AutoencoderConfig
+
+    def __init__(self, cfg: AutoencoderConfig, data: DataInfo):
+        super().__init__(cfg, data)
+        self.nets = torch.nn.ModuleDict(self.build_networks())
+        encoder = next(iter(self.nets.values())).encoder
+        self.feature_layers = ["encoder", *encoder.block_names]
+
+    def autoencoder(self, in_channels: int, out_channels: int, width_divisor: int = 1) -> EncoderDecoder:
+        return build_autoencoder(self.cfg.encoder, self.cfg.decoder, self.data.resolution,
+                                 in_channels, out_channels, width_divisor)
+
+    def build_networks(self) -> dict[str, EncoderDecoder]:
+        """The encoder-decoders to train, by name; their encoders' features are concatenated."""
+        raise NotImplementedError
+
+    def encoder_inputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What each network's encoder reads of clean [-1, 1] images, for the probe."""
+        return {name: x for name in self.nets}
+
+    def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The pretext loss on a batch of clean [-1, 1] images, and what to log."""
+        raise NotImplementedError
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        # Built lazily, after the trainer moved the method to its device (fused Adam needs that).
+        if not hasattr(self, "_optimizers"):
+            self._optimizers = {"autoencoder": adam(list(self.nets.parameters()), self.cfg.optim)}
+        return self._optimizers
+
+    def train_step(self, next_batch: NextBatch) -> dict[str, torch.Tensor]:
+        loss, logs = self.loss(next_batch())
+        self.optimize(self.optimizers()["autoencoder"], loss)
+        return logs
+
+    def compile_networks(self) -> None:
+        for net in self.nets.values():
+            net.compile()
+
+    @torch.no_grad()
+    def features(self, x: torch.Tensor, layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        layers = self.check_features(layers)
+        views = self.encoder_inputs(x)
+        per_net = [net.encoder.block_features(views[name], layers) for name, net in self.nets.items()]
+        return {layer: torch.cat([f[layer] for f in per_net], dim=1).float() for layer in layers}
