@@ -1,0 +1,97 @@
+"""Seconds for the measurements on this machine: FD of N samples against cached reference
+statistics, and a linear probe on N train + N test images.
+
+The model is a random-init SNGAN ResNet; its generator's and discriminator's widths (default 64,
+small, so that the measurement's own cost shows; the CIFAR-10 reference is 256 / 128) set how
+much of the time goes to sampling and to probe features. Images are random uint8: their
+content does not change the cost.
+
+    python tools/bench_eval.py --extractor ../shared/fd/cifar10-fd-public.pt -n 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import tempfile
+import time
+
+import torch
+
+from ssgen.config import config_from_dict
+from ssgen.eval.fid import FrechetDistance, resolve_extractor
+from ssgen.eval.probe import ProbeData, linear_probe
+from ssgen.train.checkpoint import build_method
+from ssgen.train.trainer import resolve_device
+
+
+class RandomImages:
+    """The ImageSet interface over seeded random uint8 images with 10 classes."""
+
+    def __init__(self, n: int, resolution: int, seed: int):
+        g = torch.Generator().manual_seed(seed)
+        self.images = torch.randint(0, 256, (n, 3, resolution, resolution), generator=g, dtype=torch.uint8)
+        self.labels = torch.randint(0, 10, (n,), generator=g)
+        self.classes, self.name, self.split, self.resolution = [str(i) for i in range(10)], "random", "train", resolution
+        self.seed = seed
+
+    def __len__(self):
+        return len(self.images)
+
+    def get(self, indices):
+        return self.images[indices], self.labels[indices]
+
+    def fingerprint(self):
+        return hashlib.sha256(f"random-{len(self)}-{self.resolution}-{self.seed}".encode()).hexdigest()
+
+
+def timed(fn):
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    result = fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--extractor", required=True, help="TorchScript extractor file or inception-v3-compat")
+    parser.add_argument("--weights", default="", help="Inception weights file (offline)")
+    parser.add_argument("-n", type=int, default=10000, help="samples for FD; train and test images for the probe")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--batch-size", type=int, default=250)
+    parser.add_argument("--g-width", type=int, default=64, help="generator width (reference: 256)")
+    parser.add_argument("--d-width", type=int, default=64, help="discriminator width (reference: 128)")
+    args = parser.parse_args()
+
+    device = resolve_device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    print(f"device: {name}; torch {torch.__version__}")
+    cfg = config_from_dict({"method": {"name": "gan", "generator": {"width": args.g_width},
+                                       "discriminator": {"width": args.d_width}},
+                            "eval": {"probe": {"train_size": args.n, "test_size": args.n}}})
+    print(f"random-init SNGAN, G width {args.g_width}, D width {args.d_width}, batch {args.batch_size}")
+    torch.manual_seed(0)
+    method = build_method(cfg, device)
+    extractor = resolve_extractor(args.extractor, args.weights)
+    real = RandomImages(args.n, cfg.data.resolution, seed=1)
+
+    with tempfile.TemporaryDirectory() as cache:
+        import os
+
+        os.environ["SSGEN_CACHE"] = cache  # a private cache: the reference is built once, then read
+        seconds, _ = timed(FrechetDistance(real, extractor, device, args.n, batch_size=args.batch_size).reference)
+        print(f"reference statistics of {args.n} real images (built once, then cached): {seconds:.1f} s")
+        distance = FrechetDistance(real, extractor, device, args.n, batch_size=args.batch_size)
+        seconds, value = timed(lambda: distance(method))
+        print(f"{extractor.label} of {args.n} samples vs cached reference: {seconds:.1f} s (value {value:.2f})")
+
+    data = ProbeData.from_sets(real, RandomImages(args.n, cfg.data.resolution, seed=2), args.n, args.n)
+    seconds, accuracy = timed(lambda: linear_probe(method, data, cfg.eval.probe, device))
+    print(f"linear probe on {args.n}+{args.n} images (layer {', '.join(accuracy)}): {seconds:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
