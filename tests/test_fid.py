@@ -2,6 +2,7 @@
 and the offline-Inception message."""
 
 import hashlib
+import warnings
 
 import numpy as np
 import pytest
@@ -60,7 +61,9 @@ class TinyExtractor(nn.Module):
 def extractor_file(tmp_path):
     torch.manual_seed(0)
     path = tmp_path / "tiny-fd.pt"
-    torch.jit.script(TinyExtractor()).save(str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script's deprecation notice
+        torch.jit.script(TinyExtractor()).save(str(path))
     return path
 
 
@@ -89,7 +92,9 @@ def test_fd_matches_float64_scipy_reference(extractor_file):
                                batch_size=64, seed=3)
     value = distance(NoiseSampler())
 
-    net = torch.jit.load(str(extractor_file))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        net = torch.jit.load(str(extractor_file))
     with torch.no_grad():
         real = net(images.images).double().numpy()
         fake_images = to_uint8(NoiseSampler().sample(250, torch.Generator().manual_seed(3)))
