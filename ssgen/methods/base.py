@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ssgen.config import MethodConfig
+from ssgen.train.distributed import average_gradients
 
 # The trainer hands a method this: each call returns the next float [-1, 1] image batch
 # [B, 3, H, W] on the training device. GANs call it n_dis times per step.
@@ -49,6 +50,7 @@ class Method(nn.Module):
         """One update; with skip_nonfinite a NaN/inf loss leaves the weights untouched."""
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        loss = average_gradients(optimizer, loss)  # across torchrun processes; a no-op in one
         if self.skip_nonfinite and not torch.isfinite(loss):  # a host sync, paid only in skip mode
             self.skipped_steps += 1
             return

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from ssgen.config import MethodConfig, NetConfig, OptimConfig, choice, ranged
 from ssgen.methods.base import DataInfo, Method, NextBatch
 from ssgen.registry import DISCRIMINATORS, GENERATORS, METHODS
+from ssgen.train.distributed import local_slice, world
 
 
 def d_adversarial_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
@@ -96,6 +97,10 @@ class GAN(Method):
         device = device or next(self.G.parameters()).device
         return torch.randn(n, self.G.z_dim, generator=generator, device=device)
 
+    def training_noise(self, n: int) -> torch.Tensor:
+        """This process's n latents out of the global batch's (identical to one process's draw)."""
+        return local_slice(self.noise(n * world()[1]))
+
     def train_step(self, next_batch: NextBatch) -> dict[str, torch.Tensor]:
         opt = self.optimizers()
         logs: dict[str, torch.Tensor] = {}
@@ -104,11 +109,11 @@ class GAN(Method):
             fake = None  # rotation-only training (RotNet) needs no fakes
             if self.trains_generator:
                 with torch.no_grad():
-                    fake = self.G(self.noise(real.shape[0]))
+                    fake = self.G(self.training_noise(real.shape[0]))
             loss, logs = self.d_loss(real, fake)
             self.optimize(opt["d"], loss)
         if self.trains_generator:
-            fake = self.G(self.noise(real.shape[0]))
+            fake = self.G(self.training_noise(real.shape[0]))
             loss, g_logs = self.g_loss(fake)
             self.optimize(opt["g"], loss)
             logs.update(g_logs)

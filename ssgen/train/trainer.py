@@ -22,6 +22,7 @@ from ssgen.eval import build_evaluators
 from ssgen.eval.metrics import append_metrics
 from ssgen.images import to_uint8
 from ssgen.methods import METHODS
+from ssgen.train import distributed
 from ssgen.train.checkpoint import (BEST, FORMAT, atomic_save, build_method, checkpoint_dir,
                                     latest_readable, load_method_state, save_checkpoint)
 
@@ -117,8 +118,15 @@ def train(cfg: Config, resume: bool = False, log=print, progress: bool = True) -
     """Train `cfg.method` on `cfg.data` for `cfg.trainer.steps` steps; returns the run directory."""
     tc = cfg.trainer
     run_dir = Path(cfg.run_dir)
-    check_writable(run_dir)
     device = resolve_device(tc.device)
+    place = distributed.setup(device.type)
+    if place.world_size > 1 and device.type == "cuda":
+        device = torch.device("cuda", place.local_rank)
+    if tc.batch_size % place.world_size:
+        raise ConfigError(f"trainer.batch_size={tc.batch_size} (the global batch) does not split evenly "
+                          f"over {place.world_size} processes")
+    if place.is_main:
+        check_writable(run_dir)
     METHODS.get(cfg.method.name, "method.name").check_config(cfg)
     if tc.threads:
         torch.set_num_threads(tc.threads)
@@ -131,10 +139,12 @@ def train(cfg: Config, resume: bool = False, log=print, progress: bool = True) -
     if tc.compile:
         method.compile_networks()
     batches = BatchStream(train_set, tc.batch_size, device, flip=cfg.data.flip, seed=cfg.seed,
-                          device_resident=cfg.data.device_resident)
+                          device_resident=cfg.data.device_resident,
+                          rank=place.rank, world_size=place.world_size, workers=cfg.data.workers)
     optimizers = method.optimizers()
     base_lrs = {name: [group["lr"] for group in opt.param_groups] for name, opt in optimizers.items()}
-    evaluators = build_evaluators(cfg, method, device, log)
+    # Evaluation and every file write happen in the main process only.
+    evaluators = build_evaluators(cfg, method, device, log) if place.is_main else []
     fixed_noise = method.fixed_noise(tc.num_grid_images, torch.Generator().manual_seed(cfg.seed))
     grid_real = batches()[: tc.num_grid_images]  # before any restore, so it is the same on resume
 
@@ -151,7 +161,8 @@ def train(cfg: Config, resume: bool = False, log=print, progress: bool = True) -
         set_rng_state(state["rng"], device)
         step, best = int(state["step"]), state.get("best", {})
         log(f"resuming {run_dir} from step {step} ({path.name})")
-    write_config(cfg, run_dir)
+    if place.is_main:
+        write_config(cfg, run_dir)
 
     def checkpoint_state() -> dict:
         return {"format": FORMAT, "step": step, "config": to_dict(cfg), "method": method.state_dict(),
@@ -159,12 +170,13 @@ def train(cfg: Config, resume: bool = False, log=print, progress: bool = True) -
                 "rng": rng_state(device), "batches": batches.state_dict(), "best": best}
 
     # purge_step hides events a crashed run wrote after its last checkpoint.
-    writer = SummaryWriter(str(run_dir / "tb"), purge_step=step + 1 if step else None)
+    writer = SummaryWriter(str(run_dir / "tb"), purge_step=step + 1 if step else None) if place.is_main else None
     # A host sync every step costs nothing on the CPU but stalls a GPU's queue: check less often there.
     check_every = 1 if device.type == "cpu" else tc.log_every
     amp = autocast(cfg, device)
     last_checkpoint = None
-    bar = tqdm(total=tc.steps, initial=step, disable=not progress, dynamic_ncols=True, unit="step")
+    bar = tqdm(total=tc.steps, initial=step, disable=not (progress and place.is_main), dynamic_ncols=True,
+               unit="step")
     timer, timed_steps = time.perf_counter(), 0
     try:
         with StopRequest() as stop:
@@ -190,6 +202,10 @@ def train(cfg: Config, resume: bool = False, log=print, progress: bool = True) -
                             f"non-finite loss at step {step}: "
                             + ", ".join(f"{k}={v}" for k, v in bad.items())
                             + f"{where}; lower the learning rate, or set trainer.nonfinite=skip")
+                if not place.is_main:  # the main process logs, evaluates and checkpoints
+                    if stop.requested:
+                        break
+                    continue
                 if step % tc.log_every == 0 or last:
                     values = {k: float(v) for k, v in logs.items()}
                     elapsed = time.perf_counter() - timer
@@ -221,5 +237,7 @@ def train(cfg: Config, resume: bool = False, log=print, progress: bool = True) -
                     break
     finally:
         bar.close()
-        writer.close()
+        if writer is not None:
+            writer.close()
+        distributed.teardown()
     return run_dir

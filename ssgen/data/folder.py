@@ -1,0 +1,186 @@
+"""`folder`: images in a directory or a .zip; the first-level subfolder is the class.
+
+`data.path` is the split itself (train), or a directory holding `train.zip`/`test.zip` or
+`train/`/`test/`. Any image mode (grayscale, palette, 16-bit, RGBA) is converted to RGB; any
+size is resized (shorter side) and centre-cropped to `data.resolution`. Zip members that would
+escape the archive (`..`, absolute paths) are refused. Sets that fit are decoded once per
+process (in parallel) and held in memory; larger ones are decoded on demand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import zipfile
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ssgen.config import DataConfig
+from ssgen.data.base import ImageSet
+from ssgen.errors import DataError
+from ssgen.registry import DATASETS
+
+EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+IN_MEMORY_LIMIT = 4 << 30  # bytes of decoded uint8 images held in memory
+_decoded: dict[tuple, ImageSet] = {}  # decode once per process
+_archives: dict[tuple, zipfile.ZipFile] = {}
+
+
+# ---------------------------------------------------------------- sources
+def split_source(path: Path, split: str) -> Path:
+    if not path.exists():
+        raise DataError(f"data.path {str(path)!r} does not exist; expected a folder or .zip of images")
+    if path.is_dir():
+        for candidate in (path / f"{split}.zip", path / split):
+            if candidate.exists():
+                return candidate
+    if split == "train":
+        return path
+    raise DataError(f"data.path {str(path)!r} has no {split} split; expected {split}.zip or {split}/ "
+                    f"beside train.zip or train/ in a parent folder")
+
+
+def list_members(source: Path) -> list[str]:
+    """Relative POSIX paths of the image files, sorted."""
+    if source.is_dir():
+        names = [p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file()]
+    elif zipfile.is_zipfile(source):
+        with zipfile.ZipFile(source) as archive:
+            names = [n for n in archive.namelist() if not n.endswith("/")]
+        for name in names:
+            pure = PurePosixPath(name)
+            if pure.is_absolute() or ".." in pure.parts or (pure.parts and ":" in pure.parts[0]):
+                raise DataError(f"zip {str(source)!r}: member {name!r} points outside the archive; refused")
+    else:
+        raise DataError(f"data.path {str(source)!r} is neither a folder nor a .zip file")
+    return sorted(n for n in names if PurePosixPath(n).suffix.lower() in EXTENSIONS
+                  and not PurePosixPath(n).name.startswith("."))
+
+
+def open_archive(source: Path) -> zipfile.ZipFile | None:
+    """One open zip per process (DataLoader workers must not share a file position)."""
+    if not source.is_file():
+        return None
+    key = (os.getpid(), str(source))
+    if key not in _archives:
+        _archives[key] = zipfile.ZipFile(source)
+    return _archives[key]
+
+
+def read_bytes(source: Path, member: str, archive: zipfile.ZipFile | None) -> bytes:
+    return archive.read(member) if archive is not None else (source / member).read_bytes()
+
+
+# ---------------------------------------------------------------- decoding
+def to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit grey: scale, don't clip
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I;16") else max(float(array.max()), 1.0)
+        image = Image.fromarray((array / peak * 255).round().astype(np.uint8))
+    if image.mode in ("P", "PA", "LA"):  # palette/transparency modes convert cleanly through RGBA
+        image = image.convert("RGBA")
+    return image.convert("RGB")
+
+
+def fit(image: Image.Image, resolution: int) -> Image.Image:
+    """Resize the shorter side to `resolution`, then centre-crop a square."""
+    w, h = image.size
+    if (w, h) != (resolution, resolution):
+        scale = resolution / min(w, h)
+        size = (max(resolution, round(w * scale)), max(resolution, round(h * scale)))
+        image = image.resize(size, Image.BICUBIC)
+        left, top = (size[0] - resolution) // 2, (size[1] - resolution) // 2
+        image = image.crop((left, top, left + resolution, top + resolution))
+    return image
+
+
+def decode(data: bytes, resolution: int, where: str) -> np.ndarray:
+    """Bytes of one image file -> uint8 [3,R,R]; DataError naming the file if unusable."""
+    if not data:
+        raise DataError(f"image {where} is empty (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()  # decodes everything now: a truncated file fails here
+            array = np.asarray(fit(to_rgb(image), resolution))
+    except DataError:
+        raise
+    except Exception as err:
+        raise DataError(f"image {where} cannot be decoded ({type(err).__name__}: {err})") from None
+    return np.ascontiguousarray(array.transpose(2, 0, 1))
+
+
+def _decode_chunk(source: str, members: list[str], resolution: int) -> np.ndarray:
+    path = Path(source)
+    archive = zipfile.ZipFile(path) if path.is_file() else None
+    try:
+        return np.stack([decode(read_bytes(path, m, archive), resolution, f"{m!r} in {source!r}")
+                         for m in members])
+    finally:
+        if archive is not None:
+            archive.close()
+
+
+def decode_all(source: Path, members: list[str], resolution: int) -> torch.Tensor:
+    workers = min(os.cpu_count() or 1, 8)
+    if len(members) < 2000 or workers == 1:
+        return torch.from_numpy(_decode_chunk(str(source), members, resolution))
+    chunks = [members[i::workers * 4] for i in range(workers * 4)]
+    with ProcessPoolExecutor(workers) as pool:
+        parts = list(pool.map(_decode_chunk, [str(source)] * len(chunks), chunks, [resolution] * len(chunks)))
+    images = np.empty((len(members), 3, resolution, resolution), np.uint8)
+    for i, part in enumerate(parts):
+        images[i::workers * 4] = part
+    return torch.from_numpy(images)
+
+
+def source_identity(source: Path, members: list[str]) -> str:
+    """Cheap content identity of files decoded lazily: zip CRCs, or file sizes and times."""
+    digest = hashlib.sha256()
+    if source.is_file():
+        with zipfile.ZipFile(source) as archive:
+            for info in archive.infolist():
+                digest.update(f"{info.filename}|{info.CRC}|{info.file_size}".encode())
+    else:
+        for member in members:
+            stat = (source / member).stat()
+            digest.update(f"{member}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- the dataset
+@DATASETS.register("folder")
+def folder(cfg: DataConfig, split: str) -> ImageSet:
+    if not cfg.path:
+        raise DataError("data.name=folder needs data.path: a folder or .zip of images")
+    source = split_source(Path(cfg.path).expanduser().resolve(), split)
+    stat = source.stat()
+    key = (str(source), stat.st_mtime_ns, stat.st_size, cfg.resolution, split)
+    if key in _decoded:
+        return _decoded[key]
+    members = list_members(source)
+    if not members:
+        raise DataError(f"{str(source)!r} holds no images (expected files ending in "
+                        f"{', '.join(sorted(EXTENSIONS))})")
+    tops = [m.split("/")[0] if "/" in m else None for m in members]
+    classes = sorted({t for t in tops if t is not None})
+    index = {name: i for i, name in enumerate(classes)}
+    labels = torch.tensor([index[t] if t is not None else -1 for t in tops], dtype=torch.long)
+    name = f"folder:{source}"
+    if len(members) * 3 * cfg.resolution ** 2 <= IN_MEMORY_LIMIT:
+        result = ImageSet(name, split, cfg.resolution, classes, labels,
+                          images=decode_all(source, members, cfg.resolution))
+    else:
+        def decode_one(i: int) -> torch.Tensor:
+            where = f"{members[i]!r} in {str(source)!r}"
+            return torch.from_numpy(decode(read_bytes(source, members[i], open_archive(source)),
+                                           cfg.resolution, where))
+
+        result = ImageSet(name, split, cfg.resolution, classes, labels, decode=decode_one,
+                          identity=source_identity(source, members))
+    _decoded[key] = result
+    return result
