@@ -1,8 +1,8 @@
-"""Networks: building blocks and the registered generators/discriminators (importing a
-module registers its builders)."""
+"""Networks: building blocks, the registered generators/discriminators and the autoencoders'
+encoders/decoders (importing a module registers its builders)."""
 
-from ssgen.nets import dcgan, resnet
+from ssgen.nets import autoencoder, dcgan, resnet
 from ssgen.nets.base import Discriminator, Generator
 from ssgen.nets.blocks import sn_conv, sn_linear
 
-__all__ = ["Discriminator", "Generator", "dcgan", "resnet", "sn_conv", "sn_linear"]
+__all__ = ["Discriminator", "Generator", "autoencoder", "dcgan", "resnet", "sn_conv", "sn_linear"]
