@@ -41,6 +41,11 @@ def split_source(path: Path, split: str) -> Path:
                 return candidate
     if split == "train":
         return path
+    # data.path names the train split itself (DIR/train.zip or DIR/train): the other split is its sibling.
+    if path.name in ("train", "train.zip"):
+        for candidate in (path.parent / f"{split}.zip", path.parent / split):
+            if candidate.exists():
+                return candidate
     raise DataError(f"data.path {str(path)!r} has no {split} split; expected {split}.zip or {split}/ "
                     f"beside train.zip or train/ in a parent folder")
 
