@@ -32,6 +32,7 @@ def atomic_save(state: dict, path: Path) -> None:
     """Write to a temporary file, fsync, then rename: a crash leaves the old file or the new one."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # best.pt can come before the first step checkpoint
         with open(tmp, "wb") as f:
             torch.save(state, f)
             f.flush()
