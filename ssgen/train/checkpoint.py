@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,15 +66,29 @@ def save_checkpoint(run_dir: str | Path, step: int, state: dict, keep: int) -> P
     return path
 
 
+def load_error_detail(err: Exception) -> str:
+    """One short line for why torch.load failed. torch's weights-only refusal is a long text that
+    advises weights_only=False (running the file's code): keep only what it refused."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    if "WeightsUnpickler error:" in text:
+        reason = text.split("WeightsUnpickler error:", 1)[1].strip().split("\n")[0].split(". ")[0]
+        return f": not a weights-only file ({reason[:160]}); nothing in it was run"
+    first = (text.strip().splitlines() or [""])[0].split(". ")[0][:160]  # a bare EOFError has none
+    return f" ({type(err).__name__}{': ' + first if first else ''})"
+
+
 def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    if path.stat().st_size == 0:  # e.g. a copy cut short; torch.load would say only "EOFError"
+        raise CheckpointError(f"checkpoint {str(path)!r} is unreadable (empty file, 0 bytes)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise before our one line
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated, corrupt, or not a weights-only file: all unusable
-        raise CheckpointError(f"checkpoint {str(path)!r} is unreadable ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0][:160]})") from None
+        raise CheckpointError(f"checkpoint {str(path)!r} is unreadable{load_error_detail(err)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or "method" not in state:
         raise CheckpointError(f"checkpoint {str(path)!r} is not an ssgen checkpoint (format {FORMAT})")
     return state

@@ -4,7 +4,9 @@ evaluations, checkpoints and resume. It knows how training runs, never what is l
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import os
 import signal
 import time
 from pathlib import Path
@@ -19,12 +21,13 @@ from ssgen.config import Config, to_dict
 from ssgen.data import BatchStream, build_dataset
 from ssgen.errors import CheckpointError, ConfigError, SsgenError
 from ssgen.eval import build_evaluators
-from ssgen.eval.metrics import append_metrics
+from ssgen.eval.metrics import METRICS_FILE, append_metrics
 from ssgen.images import to_uint8
 from ssgen.methods import METHODS
 from ssgen.train import distributed
-from ssgen.train.checkpoint import (BEST, FORMAT, atomic_save, build_method, checkpoint_dir,
-                                    latest_readable, load_method_state, save_checkpoint)
+from ssgen.train.checkpoint import (BEST, CHECKPOINT_DIR, FORMAT, atomic_save, build_method,
+                                    checkpoint_dir, latest_readable, list_checkpoints,
+                                    load_method_state, save_checkpoint)
 
 CONFIG_FILE = "config.yaml"
 
@@ -65,8 +68,32 @@ def check_writable(run_dir: Path) -> None:
         raise SsgenError(f"run directory {str(run_dir)!r} is not writable: {err.strerror or err}") from None
 
 
+def replace_file(path: Path, text: str) -> None:
+    """Write via a temporary file and a rename: a kill -9 leaves the old text or the new."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write_config(cfg: Config, run_dir: Path) -> None:
-    (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    # Rewritten at every resume: a torn config.yaml would make the run impossible to resume.
+    replace_file(run_dir / CONFIG_FILE, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def drop_metrics_after(run_dir: Path, step: int) -> None:
+    """On resume, forget what a killed run logged after its last checkpoint (the resumed run logs
+    those steps again), and a last line a kill cut short, which the next append would run into."""
+    path = run_dir / METRICS_FILE
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line + "\n")
+        except (ValueError, KeyError, TypeError):
+            continue
+    replace_file(path, "".join(kept))
 
 
 def rng_state(device: torch.device) -> dict:
@@ -125,9 +152,9 @@ def train(cfg: Config, resume: bool = False, log=print, progress: bool = True) -
     if tc.batch_size % place.world_size:
         raise ConfigError(f"trainer.batch_size={tc.batch_size} (the global batch) does not split evenly "
                           f"over {place.world_size} processes")
+    METHODS.get(cfg.method.name, "method.name").check_config(cfg)  # before the run directory is made
     if place.is_main:
         check_writable(run_dir)
-    METHODS.get(cfg.method.name, "method.name").check_config(cfg)
     if tc.threads:
         torch.set_num_threads(tc.threads)
     torch.use_deterministic_algorithms(tc.deterministic)
@@ -148,21 +175,27 @@ def train(cfg: Config, resume: bool = False, log=print, progress: bool = True) -
     fixed_noise = method.fixed_noise(tc.num_grid_images, torch.Generator().manual_seed(cfg.seed))
     grid_real = batches()[: tc.num_grid_images]  # before any restore, so it is the same on resume
 
-    step, best = 0, {}
-    if resume:
-        found = latest_readable(run_dir, warn=log)
-        if found is None:
-            raise CheckpointError(f"nothing to resume in {str(run_dir)!r}: no readable checkpoint")
+    step, best, last_checkpoint = 0, {}, None
+    found = latest_readable(run_dir, warn=log) if resume else None
+    if resume and found is None:
+        if list_checkpoints(run_dir):  # never silently start over on top of a run's checkpoints
+            raise CheckpointError(f"nothing to resume in {str(run_dir)!r}: none of its checkpoints is "
+                                  f"readable; delete {CHECKPOINT_DIR}/step-*.pt to start over from step 0")
+        # Stopped before its first checkpoint: nothing is lost by starting over.
+        log(f"no checkpoint in {run_dir} yet; starting from step 0")
+    if found is not None:
         path, state = found
         load_method_state(method, state, repr(str(path)))
         for name, opt in optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
         batches.load_state_dict(state["batches"])
         set_rng_state(state["rng"], device)
-        step, best = int(state["step"]), state.get("best", {})
+        step, best, last_checkpoint = int(state["step"]), state.get("best", {}), path
         log(f"resuming {run_dir} from step {step} ({path.name})")
     if place.is_main:
         write_config(cfg, run_dir)
+        if resume:
+            drop_metrics_after(run_dir, step)
 
     def checkpoint_state() -> dict:
         return {"format": FORMAT, "step": step, "config": to_dict(cfg), "method": method.state_dict(),
@@ -174,7 +207,6 @@ def train(cfg: Config, resume: bool = False, log=print, progress: bool = True) -
     # A host sync every step costs nothing on the CPU but stalls a GPU's queue: check less often there.
     check_every = 1 if device.type == "cpu" else tc.log_every
     amp = autocast(cfg, device)
-    last_checkpoint = None
     bar = tqdm(total=tc.steps, initial=step, disable=not (progress and place.is_main), dynamic_ncols=True,
                unit="step")
     timer, timed_steps = time.perf_counter(), 0
@@ -192,8 +224,12 @@ def train(cfg: Config, resume: bool = False, log=print, progress: bool = True) -
                 timed_steps += 1
                 bar.update(1)
                 last = step == tc.steps
+                stopping = stop.requested  # read once: a signal arriving later waits for the next step
 
-                if step % check_every == 0 or last:
+                saving = step % tc.checkpoint_every == 0 or last or stopping
+                evaluating = any(step % evaluator.every == 0 for evaluator in evaluators)
+                # Always check before a checkpoint is written, so that no checkpoint holds NaN weights.
+                if step % check_every == 0 or last or saving or evaluating:
                     values = {k: float(v) for k, v in logs.items()}
                     bad = {k: v for k, v in values.items() if k.startswith("loss/") and not math.isfinite(v)}
                     if bad and tc.nonfinite == "stop":
@@ -203,7 +239,7 @@ def train(cfg: Config, resume: bool = False, log=print, progress: bool = True) -
                             + ", ".join(f"{k}={v}" for k, v in bad.items())
                             + f"{where}; lower the learning rate, or set trainer.nonfinite=skip")
                 if not place.is_main:  # the main process logs, evaluates and checkpoints
-                    if stop.requested:
+                    if stopping:
                         break
                     continue
                 if step % tc.log_every == 0 or last:
@@ -229,9 +265,9 @@ def train(cfg: Config, resume: bool = False, log=print, progress: bool = True) -
                         if key in metrics and metrics[key] < best.get("value", math.inf):
                             best = {"key": key, "value": metrics[key], "step": step}
                             atomic_save(checkpoint_state(), checkpoint_dir(run_dir) / BEST)
-                if step % tc.checkpoint_every == 0 or last or stop.requested:
+                if saving:
                     last_checkpoint = save_checkpoint(run_dir, step, checkpoint_state(), tc.keep_checkpoints)
-                if stop.requested:
+                if stopping:
                     log(f"\nstopped at step {step}; checkpoint {last_checkpoint}; "
                         f"continue with: ssgen train --resume {run_dir}")
                     break
