@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import click
-import yaml
 
-from ssgen.config import apply_override, config_from_dict, from_dict, Config, load_config, to_dict
+from ssgen.config import (apply_override, config_from_dict, from_dict, Config, load_config,
+                          read_config_file, to_dict)
 from ssgen.errors import ConfigError, SsgenError
 from ssgen.eval.commands import fid, probe, report
 
@@ -47,8 +47,8 @@ def resume_config(run_dir: Path, config_path: str | None, overrides: tuple[str, 
     saved_file = run_dir / "config.yaml"
     if not saved_file.is_file():
         raise ConfigError(f"--resume {str(run_dir)!r}: not a run directory (no config.yaml)")
-    saved = config_from_dict(yaml.safe_load(saved_file.read_text()))
-    raw = yaml.safe_load(Path(config_path).read_text()) if config_path else to_dict(saved)
+    saved = config_from_dict(read_config_file(saved_file, "the run's config"))
+    raw = read_config_file(config_path) if config_path else to_dict(saved)
     raw["run_dir"] = str(run_dir)
     for assignment in overrides:
         apply_override(raw, assignment)
@@ -141,11 +141,20 @@ def main() -> None:
     except click.ClickException as err:
         err.show()
         sys.exit(err.exit_code)
-    except SsgenError as err:
+    except (SsgenError, OSError) as err:
+        # OSError: the environment refused a file operation (missing folder for --out, full disk
+        # while logging...): the user's to fix, so one line too; a bug still shows its traceback.
         if debug:
             raise
-        click.echo(f"error: {err}", err=True)
+        click.echo(f"error: {one_line(err)}", err=True)
         sys.exit(2)
+
+
+def one_line(err: Exception) -> str:
+    if isinstance(err, OSError) and err.strerror:
+        where = f"{err.filename}: " if err.filename else ""
+        return f"{where}{err.strerror}"
+    return " ".join(str(err).split())  # the promise is one line, whatever a message holds
 
 
 if __name__ == "__main__":

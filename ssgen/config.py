@@ -8,6 +8,7 @@ chosen by `method.name` from the method registry, so each method declares its ow
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -155,10 +156,12 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         # YAML reads "2e-4" as a string; accept anything float() accepts, nothing else.
         if isinstance(value, (int, float, str)) and not isinstance(value, bool):
             try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
+                number = float(value)
+            except (ValueError, OverflowError):
+                number = math.nan
+            if math.isfinite(number):  # .nan and .inf would slip past every range check
+                return number
+        raise ConfigError(f"{key}: expected a finite number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
             return value
@@ -191,7 +194,10 @@ def from_dict(cls: type, raw: Any, prefix: str = "") -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping of keys, got {raw!r}")
     if cls is MethodConfig or (prefix == "method" and issubclass(cls, MethodConfig)):
-        cls = method_config_class(raw.get("name", MethodConfig.name), f"{where}.name")
+        name = raw.get("name", MethodConfig.name)
+        if not isinstance(name, str):  # looked up before the section's own type checks
+            raise ConfigError(f"{where}.name: expected a string, got {name!r}")
+        cls = method_config_class(name, f"{where}.name")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = [k for k in raw if k not in fields]
@@ -205,6 +211,11 @@ def from_dict(cls: type, raw: Any, prefix: str = "") -> Any:
         converted = _convert(value, hints[name], key)
         _check_range(converted, fields[name].metadata, key)
         kwargs[name] = converted
+    for name in fields:
+        # An absent method section is the default method's, not the bare base class (which lacks
+        # every option a method reads).
+        if name not in raw and hints[name] is MethodConfig:
+            kwargs[name] = from_dict(MethodConfig, {}, f"{prefix}.{name}" if prefix else name)
     return cls(**kwargs)
 
 
@@ -224,23 +235,46 @@ def apply_override(raw: dict, assignment: str) -> None:
         if not isinstance(node, dict):
             raise ConfigError(f"--set {key}: {part!r} is not a section")
     try:
-        node[parts[-1]] = yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError as err:
+        node[parts[-1]] = parse_yaml(text) if text.strip() else ""
+    except ValueError as err:
         raise ConfigError(f"--set {key}: cannot read value {text!r}: {err}") from None
+
+
+def yaml_problem(err: Exception) -> str:
+    """A YAML error in one line (PyYAML's own text spans several, with a drawing of the spot)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or (str(err).splitlines() or [type(err).__name__])[0]
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark else problem
+
+
+def parse_yaml(text: str | bytes):
+    """yaml.safe_load: tags such as !!python/object are refused, so a config never runs code.
+    Every exception it raises is about the text (`!!float nope` is a ValueError, not a YAMLError)."""
+    try:
+        return yaml.safe_load(text)
+    except Exception as err:
+        raise ValueError(yaml_problem(err)) from None
+
+
+def read_config_file(path: str | Path, what: str = "config file") -> dict:
+    """The top-level mapping of a YAML file; ConfigErrors name the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {str(path)!r} does not exist (see `ssgen configs`)")
+    try:
+        raw = parse_yaml(path.read_bytes()) or {}
+    except ValueError as err:
+        raise ConfigError(f"{what} {str(path)!r} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{what} {str(path)!r}: expected a mapping at the top level")
+    return raw
 
 
 def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
     raw: dict = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} does not exist (see `ssgen configs`)")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"config file {str(path)!r}: expected a mapping at the top level")
+        raw = read_config_file(path)
     for assignment in overrides:
         apply_override(raw, assignment)
     cfg = from_dict(Config, raw)

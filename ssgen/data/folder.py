@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import warnings
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path, PurePosixPath
@@ -26,6 +27,9 @@ from ssgen.errors import DataError
 from ssgen.registry import DATASETS
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+# The decoders PIL may use, whatever a file's name says: PIL picks a decoder from the content, and
+# some (EPS) would run an external program on the file's data.
+FORMATS = ("PNG", "JPEG", "BMP", "DIB", "GIF", "WEBP", "TIFF", "PPM")
 IN_MEMORY_LIMIT = 4 << 30  # bytes of decoded uint8 images held in memory
 _decoded: dict[tuple, ImageSet] = {}  # decode once per process
 _archives: dict[tuple, zipfile.ZipFile] = {}
@@ -109,11 +113,17 @@ def decode(data: bytes, resolution: int, where: str) -> np.ndarray:
     if not data:
         raise DataError(f"image {where} is empty (0 bytes)")
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()  # decodes everything now: a truncated file fails here
-            array = np.asarray(fit(to_rgb(image), resolution))
+        # PIL's UserWarnings about damaged metadata ("Corrupt EXIF data") would print lines of their
+        # own, unnamed: the image either decodes anyway or fails below with a DataError naming it.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            with Image.open(io.BytesIO(data), formats=FORMATS) as image:
+                image.load()  # decodes everything now: a truncated file fails here
+                array = np.asarray(fit(to_rgb(image), resolution))
     except DataError:
         raise
+    except Image.UnidentifiedImageError:  # PIL's own text names a BytesIO object, not the file
+        raise DataError(f"image {where} is not a {', '.join(FORMATS)} image (or is corrupt)") from None
     except Exception as err:
         raise DataError(f"image {where} cannot be decoded ({type(err).__name__}: {err})") from None
     return np.ascontiguousarray(array.transpose(2, 0, 1))
