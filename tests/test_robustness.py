@@ -327,6 +327,22 @@ def test_ctrl_c_writes_a_final_checkpoint_and_resume_continues(tmp_path, monkeyp
     assert read_checkpoint(list_checkpoints(run)[-1])["step"] == 6
 
 
+def test_a_second_ctrl_c_aborts_at_once(tmp_path, monkeypatch, capsys):
+    def interrupt_twice_at_step_3(loss, step):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)  # the user means it
+        return loss
+
+    LossHook(monkeypatch, interrupt_twice_at_step_3)
+    run_dir = tmp_path / "run"
+    code, _, err = ssgen(monkeypatch, capsys, *train_cli_args(run_dir, "trainer.steps=6",
+                                                              "trainer.checkpoint_every=2"))
+    assert code == 130 and err.strip() == "aborted" and "Traceback" not in err
+    assert [read_checkpoint(p)["step"] for p in list_checkpoints(run_dir)] == [2]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 # ---------------------------------------------------------------- weights-only loading
 class RunsCode:
     """Unpickling this object would call exec(): what a malicious checkpoint could do."""
