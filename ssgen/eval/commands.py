@@ -11,6 +11,7 @@ import json
 import click
 
 from ssgen.errors import ConfigError
+from ssgen.registry import EXTRACTORS
 
 CHECKPOINT_HELP = "A checkpoint file, or a run directory (its newest readable checkpoint)."
 
@@ -25,8 +26,19 @@ def load(checkpoint: str, device: str):
 
 def data_config(cfg, data_path: str | None, data_name: str | None = None):
     """The run's data section, with the paths/names given on the command line."""
+    if data_path and data_name is None and cfg.data.name == "shapes":
+        data_name = "folder"  # shapes takes no path: a path given for a shapes run means images on disk
     changes = {k: v for k, v in (("path", data_path), ("name", data_name)) if v is not None}
     return dataclasses.replace(cfg.data, **changes)
+
+
+def named_extractor(extractor: str | None, configured: str) -> str:
+    """The extractor to load. A TorchScript file runs code, so it is loaded only when named on this
+    command line, never because a run directory's config (possibly someone else's) names it."""
+    if extractor is None and configured not in EXTRACTORS:
+        raise ConfigError(f"the run's eval.fid.extractor is the TorchScript file {configured!r}; "
+                          f"files are loaded only when named on the command line: pass --extractor {configured}")
+    return extractor or configured
 
 
 @click.command()
@@ -55,7 +67,8 @@ def fid(checkpoint, data_path, data_name, split, num, extractor, weights, device
     fc = run.cfg.eval.fid
     if not run.method.generative:
         raise ConfigError(f"{run.cfg.method.name} is not a generative method; it has no samples to measure")
-    feature_space = resolve_extractor(extractor or fc.extractor, fc.weights if weights is None else weights)
+    feature_space = resolve_extractor(named_extractor(extractor, fc.extractor),
+                                      fc.weights if weights is None else weights)
     images = build_dataset(data_config(run.cfg, data_path, data_name), split or fc.split)
     distance = FrechetDistance(images, feature_space, device, num, batch_size=fc.batch_size, seed=run.cfg.seed)
     value = distance(run.method)
@@ -74,8 +87,10 @@ def fid(checkpoint, data_path, data_name, split, num, extractor, weights, device
 @click.option("--train-size", type=click.IntRange(10), help="Labelled training images the classifier is fit on.")
 @click.option("--test-size", type=click.IntRange(10), help="Test images it is scored on.")
 @click.option("--data-path", help="Labelled images (folder or .zip); default: the run's data.path.")
+@click.option("--data-name", help="Dataset registry name of the labelled images; default: the run's data.name "
+                                  "(folder when --data-path is given for a shapes run).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-def probe(checkpoint, layers, random_init, train_size, test_size, data_path, device):
+def probe(checkpoint, layers, random_init, train_size, test_size, data_path, data_name, device):
     """Linear-probe top-1 of CHECKPOINT's frozen features (e.g. a GAN's discriminator), per layer.
 
     A logistic regression is fit on features of a fixed labelled train subset and scored on the
@@ -94,7 +109,7 @@ def probe(checkpoint, layers, random_init, train_size, test_size, data_path, dev
         torch.manual_seed(run.cfg.seed)
         method = build_method(run.cfg, device)
     chosen = method.check_features([name.strip() for name in layers.split(",")] if layers else cfg.layers)
-    sets = [build_dataset(data_config(run.cfg, data_path), split) for split in ("train", "test")]
+    sets = [build_dataset(data_config(run.cfg, data_path, data_name), split) for split in ("train", "test")]
     for images in sets:
         require_labels(images, "a linear probe fits a classifier on class labels")
     data = ProbeData.from_sets(*sets, cfg.train_size, cfg.test_size)

@@ -1,0 +1,59 @@
+"""`ssgen fid` and `ssgen probe` on a trained run: where their inputs come from."""
+
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from ssgen.cli import cli
+from ssgen.config import load_config
+from ssgen.train.trainer import train
+
+QUICK = Path(__file__).resolve().parents[1] / "configs" / "quick.yaml"
+SMALL = ["method.generator.width=16", "method.discriminator.width=16", "method.generator.z_dim=16",
+         "data.train_size=128", "data.test_size=64", "trainer.batch_size=16", "method.n_dis=1",
+         "eval.fid.every=0", "eval.probe.every=0", "trainer.steps=2"]
+
+
+class UintToFloat(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float() / 255.0
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    monkeypatch.setenv("SSGEN_CACHE", str(tmp_path / "cache"))
+    extractor = torch.nn.Sequential(UintToFloat(), torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),
+                                    torch.nn.Flatten())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.script(extractor).save(str(tmp_path / "fd.pt"))
+    cfg = load_config(QUICK, [f"run_dir={tmp_path / 'run'}", *SMALL, f"eval.fid.extractor={tmp_path / 'fd.pt'}"])
+    return train(cfg, progress=False, log=lambda m: None)
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_fid_loads_a_torchscript_extractor_only_when_named_on_the_command_line(run, tmp_path):
+    refused = invoke("fid", run, "-n", 32)
+    assert isinstance(refused.exception, Exception) and "--extractor" in str(refused.exception)
+    assert str(tmp_path / "fd.pt") in str(refused.exception)
+    named = invoke("fid", run, "-n", 32, "--extractor", tmp_path / "fd.pt")
+    assert named.exit_code == 0, named.output
+    assert "FD(fd):" in named.output
+
+
+def test_probe_data_path_on_a_shapes_run_reads_that_folder(run, tmp_path):
+    for split, count in (("train", 12), ("test", 6)):
+        for name, colour in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
+            (tmp_path / "own" / split / name).mkdir(parents=True)
+            for i in range(count):
+                Image.new("RGB", (32, 32), colour).save(tmp_path / "own" / split / name / f"{i}.png")
+    result = invoke("probe", run, "--data-path", tmp_path / "own", "--train-size", 20, "--test-size", 10)
+    assert result.exit_code == 0, result.output
+    assert "own" in result.output and "100.00% top-1" in result.output  # solid colours: separable
