@@ -12,9 +12,9 @@ budget=(
   --set trainer.log_every=50 --set trainer.sample_every=1500 --set trainer.checkpoint_every=1500
   --set eval.probe.every=1500 --set eval.probe.train_size=5000 --set eval.probe.test_size=5000
 )
-run() { ssgen train --config "configs/$1_cifar10.yaml" "${budget[@]}" --set "run_dir=$out/$1" --no-progress \
+run() { ssgen train --config "configs/$1_cifar10.yaml" "${budget[@]}" --set "run_dir=$out/$1" "${@:2}" --no-progress \
           > "$out.$1.log" 2>&1; }
-(run denoising; run context) &   # two at a time: one core each
+(run denoising; run context --set method.discriminator.width=32) &  # the inpainting adversary at D's width too   # two at a time: one core each
 (run split_brain; run colorization) &
 wait
 for method in denoising context split_brain colorization; do
