@@ -19,6 +19,7 @@ from ssgen.methods.autoencoder import Autoencoder, AutoencoderConfig, grid_gener
 from ssgen.methods.gan import adam, d_adversarial_loss, g_adversarial_loss
 from ssgen.pretext.masks import central_mask, mask_border, random_block_mask, random_region_mask
 from ssgen.registry import DISCRIMINATORS, METHODS
+from ssgen.train.distributed import global_draw
 
 
 @dataclass
@@ -67,7 +68,8 @@ class ContextEncoder(Autoencoder):
 
     def inpaint(self, x: torch.Tensor, generator: torch.Generator | None = None):
         """-> (mask, ring, network input, completed image, raw prediction)."""
-        mask = self.mask(x, generator)
+        # global_draw: under torchrun each process's masks are its slice of the global batch's.
+        mask = global_draw(lambda rows: self.mask(rows, generator), x)
         ring = mask_border(mask, self.cfg.overlap)
         mean_colour = x.mean(dim=(0, 2, 3), keepdim=True)
         context = torch.where(mask & ~ring, mean_colour, x)

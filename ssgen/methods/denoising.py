@@ -17,6 +17,7 @@ from ssgen.errors import ConfigError
 from ssgen.methods.autoencoder import Autoencoder, AutoencoderConfig, grid_generator
 from ssgen.pretext.noise import NOISES
 from ssgen.registry import METHODS
+from ssgen.train.distributed import global_draw
 
 
 @dataclass
@@ -40,7 +41,8 @@ class Denoising(Autoencoder):
         return {"denoiser": self.autoencoder(3, 3)}
 
     def reconstruct(self, x: torch.Tensor, generator: torch.Generator | None = None):
-        corrupted = NOISES[self.cfg.noise](x, self.cfg.level, generator)
+        # global_draw: under torchrun each process's noise is its slice of the global batch's.
+        corrupted = global_draw(lambda rows: NOISES[self.cfg.noise](rows, self.cfg.level, generator), x)
         return corrupted, torch.tanh(self.nets["denoiser"](corrupted))
 
     def loss(self, x):

@@ -22,6 +22,7 @@ from ssgen.methods.gan import GAN, GANConfig, d_adversarial_loss, g_adversarial_
 from ssgen.nets import sn_linear
 from ssgen.pretext.rotation import rotate4
 from ssgen.registry import METHODS
+from ssgen.train.distributed import world
 
 
 @dataclass
@@ -44,11 +45,14 @@ class SSGAN(GAN):
 
     @classmethod
     def check_config(cls, cfg) -> None:
-        rotated = cfg.trainer.batch_size * cfg.method.rotation_fraction
+        # Under torchrun each process rotates that fraction of its own slice of the batch.
+        processes = world()[1]
+        rotated = cfg.trainer.batch_size // processes * cfg.method.rotation_fraction
         if rotated < 1 or rotated != int(rotated):
+            where = f" per process ({processes} processes)" if processes > 1 else ""
             raise ConfigError(
                 f"method.rotation_fraction={cfg.method.rotation_fraction} of trainer.batch_size="
-                f"{cfg.trainer.batch_size} is {rotated:g} images; expected a whole number >= 1 "
+                f"{cfg.trainer.batch_size} is {rotated:g} images{where}; expected a whole number >= 1 "
                 "(e.g. a batch divisible by 4 with the default 0.25)")
 
     def d_parameters(self) -> list[torch.nn.Parameter]:
@@ -60,6 +64,8 @@ class SSGAN(GAN):
         return F.cross_entropy(logits.float(), labels), accuracy
 
     def rotated_subset(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # Under torchrun: the first fraction of each process's slice, not of the global batch
+        # (another, equally random subset of the shuffled batch; the same with fraction 1).
         return rotate4(x[: round(x.shape[0] * self.cfg.rotation_fraction)])
 
     def d_loss(self, real: torch.Tensor, fake: torch.Tensor | None) -> tuple[torch.Tensor, dict]:

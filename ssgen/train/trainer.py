@@ -152,6 +152,8 @@ def train(cfg: Config, resume: bool = False, log=print, progress: bool = True) -
     if tc.batch_size % place.world_size:
         raise ConfigError(f"trainer.batch_size={tc.batch_size} (the global batch) does not split evenly "
                           f"over {place.world_size} processes")
+    if not place.is_main:  # one voice: the main process's
+        log = lambda message: None  # noqa: E731
     METHODS.get(cfg.method.name, "method.name").check_config(cfg)  # before the run directory is made
     if place.is_main:
         check_writable(run_dir)
@@ -170,8 +172,9 @@ def train(cfg: Config, resume: bool = False, log=print, progress: bool = True) -
                           rank=place.rank, world_size=place.world_size, workers=cfg.data.workers)
     optimizers = method.optimizers()
     base_lrs = {name: [group["lr"] for group in opt.param_groups] for name, opt in optimizers.items()}
-    # Evaluation and every file write happen in the main process only.
-    evaluators = build_evaluators(cfg, method, device, log) if place.is_main else []
+    # Every process evaluates its share of the images (ssgen.eval gathers the features), so all
+    # evaluate at the same steps; every file write happens in the main process only.
+    evaluators = build_evaluators(cfg, method, device, log)
     fixed_noise = method.fixed_noise(tc.num_grid_images, torch.Generator().manual_seed(cfg.seed))
     grid_real = batches()[: tc.num_grid_images]  # before any restore, so it is the same on resume
 
@@ -225,12 +228,16 @@ def train(cfg: Config, resume: bool = False, log=print, progress: bool = True) -
                 bar.update(1)
                 last = step == tc.steps
                 stopping = stop.requested  # read once: a signal arriving later waits for the next step
+                if place.world_size > 1:  # all stop at one step, or the others would wait forever
+                    stopping = distributed.any_rank(stopping)
 
                 saving = step % tc.checkpoint_every == 0 or last or stopping
-                evaluating = any(step % evaluator.every == 0 for evaluator in evaluators)
+                evaluating = any(step % evaluator.every == 0 for evaluator in evaluators) or (last and bool(evaluators))
+                logging = step % tc.log_every == 0 or last
                 # Always check before a checkpoint is written, so that no checkpoint holds NaN weights.
-                if step % check_every == 0 or last or saving or evaluating:
-                    values = {k: float(v) for k, v in logs.items()}
+                if step % check_every == 0 or logging or saving or evaluating:
+                    # Averaged over the processes (global-batch figures): all of them decide alike.
+                    values = distributed.average_values(logs)
                     bad = {k: v for k, v in values.items() if k.startswith("loss/") and not math.isfinite(v)}
                     if bad and tc.nonfinite == "stop":
                         where = f", last good checkpoint {last_checkpoint}" if last_checkpoint else ""
@@ -238,12 +245,7 @@ def train(cfg: Config, resume: bool = False, log=print, progress: bool = True) -
                             f"non-finite loss at step {step}: "
                             + ", ".join(f"{k}={v}" for k, v in bad.items())
                             + f"{where}; lower the learning rate, or set trainer.nonfinite=skip")
-                if not place.is_main:  # the main process logs, evaluates and checkpoints
-                    if stopping:
-                        break
-                    continue
-                if step % tc.log_every == 0 or last:
-                    values = {k: float(v) for k, v in logs.items()}
+                if place.is_main and logging:
                     elapsed = time.perf_counter() - timer
                     values["perf/steps_per_s"] = timed_steps / max(elapsed, 1e-9)
                     values["perf/skipped_steps"] = float(method.skipped_steps)
@@ -253,11 +255,15 @@ def train(cfg: Config, resume: bool = False, log=print, progress: bool = True) -
                     append_metrics(run_dir, step, values)
                     bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in values.items()
                                      if k.startswith("loss/")}, refresh=False)
-                if step % tc.sample_every == 0 or last:
+                if place.is_main and (step % tc.sample_every == 0 or last):
                     save_grids(writer, run_dir, method.image_grids(grid_real, fixed_noise), step)
+                if evaluating:
+                    distributed.broadcast_buffers(method)  # every process evaluates rank 0's model
                 for evaluator in evaluators:
                     if step % evaluator.every == 0 or last:
-                        metrics, protocol = evaluator(method, step)
+                        metrics, protocol = evaluator(method, step)  # in every process (collectives)
+                        if not place.is_main:
+                            continue
                         for key, value in metrics.items():
                             writer.add_scalar(key, value, step)
                         append_metrics(run_dir, step, metrics, protocol)
@@ -265,7 +271,7 @@ def train(cfg: Config, resume: bool = False, log=print, progress: bool = True) -
                         if key in metrics and metrics[key] < best.get("value", math.inf):
                             best = {"key": key, "value": metrics[key], "step": step}
                             atomic_save(checkpoint_state(), checkpoint_dir(run_dir) / BEST)
-                if saving:
+                if saving and place.is_main:
                     last_checkpoint = save_checkpoint(run_dir, step, checkpoint_state(), tc.keep_checkpoints)
                 if stopping:
                     log(f"\nstopped at step {step}; checkpoint {last_checkpoint}; "
