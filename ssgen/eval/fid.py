@@ -25,6 +25,7 @@ from ssgen.errors import ConfigError, SsgenError
 from ssgen.eval.probe import fixed_subset
 from ssgen.images import to_uint8
 from ssgen.registry import EXTRACTORS
+from ssgen.train.distributed import all_ranks, gather_rows, shard, world
 
 INCEPTION = "inception-v3-compat"
 INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
@@ -208,11 +209,22 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 
 @torch.no_grad()
-def extract(net: torch.nn.Module, batches, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """Statistics of the features of an iterable of uint8 image batches."""
+def extract(net: torch.nn.Module, batches, device: torch.device,
+            sizes: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Statistics of the features of an iterable of uint8 image batches.
+
+    Under torchrun `batches` are this process's share (`shard` of the batch list) and `sizes`
+    the sizes of all the batches: the features are gathered and accumulated batch by batch in
+    the one-process order, so the statistics are the one-process statistics."""
     stats = RunningStats()
-    for images in batches:
-        stats.update(net(images.to(device, non_blocking=True))[0])
+    if world()[1] == 1:
+        for images in batches:
+            stats.update(net(images.to(device, non_blocking=True))[0])
+        return stats.finish()
+    mine = [net(images.to(device, non_blocking=True))[0] for images in batches]
+    rows = gather_rows(torch.cat(mine) if mine else torch.empty(0, 0, device=device))
+    for part in rows.split(sizes or [len(rows)]):
+        stats.update(part)
     return stats.finish()
 
 
@@ -230,12 +242,14 @@ def reference_stats(images, num_real: int, extractor: Extractor, net_for, device
     `net_for()` builds the extractor network only when the statistics must be computed."""
     num_real = min(num_real, len(images))
     path = cache_dir() / f"{reference_key(images, num_real, extractor)}.npz"
-    if path.is_file():
+    if all_ranks(path.is_file()):  # under torchrun, all read it or all compute it together
         with np.load(path, allow_pickle=False) as saved:
             return saved["mu"], saved["sigma"]
-    indices = fixed_subset(len(images), num_real)
-    batches = (images.get(chunk)[0] for chunk in indices.split(batch_size))
-    mu, sigma = extract(net_for(), batches, device)
+    chunks = fixed_subset(len(images), num_real).split(batch_size)
+    batches = (images.get(chunk)[0] for chunk in chunks[shard(len(chunks))])  # this process's share
+    mu, sigma = extract(net_for(), batches, device, [len(chunk) for chunk in chunks])
+    if world()[0] != 0:
+        return mu, sigma
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")  # atomic: parallel runs may race
     np.savez(tmp, mu=mu, sigma=sigma)
@@ -243,12 +257,23 @@ def reference_stats(images, num_real: int, extractor: Extractor, net_for, device
     return mu, sigma
 
 
-def fake_batches(method, num_fake: int, batch_size: int, seed: int):
-    """uint8 samples from the method, drawn batch by batch from one seeded generator."""
-    generator = torch.Generator().manual_seed(seed)
+def fake_batch_sizes(num_fake: int, batch_size: int) -> list[int]:
     # Near-equal batches: never a last batch of one, which a generator's batch norm cannot normalise.
-    for chunk in torch.arange(num_fake).tensor_split(-(-num_fake // batch_size)):
-        yield to_uint8(method.sample(len(chunk), generator))
+    return [len(chunk) for chunk in torch.arange(num_fake).tensor_split(-(-num_fake // batch_size))]
+
+
+def fake_batches(method, num_fake: int, batch_size: int, seed: int):
+    """uint8 samples from the method, drawn batch by batch from one seeded generator. Under
+    torchrun, this process's share of the batches: the others' latents are drawn and skipped,
+    so each batch is the one a single process would sample."""
+    generator = torch.Generator().manual_seed(seed)
+    sizes = fake_batch_sizes(num_fake, batch_size)
+    mine = shard(len(sizes))
+    for i, size in enumerate(sizes[: mine.stop]):
+        if i < mine.start:
+            method.skip_samples(size, generator)
+        else:
+            yield to_uint8(method.sample(size, generator))
 
 
 class FrechetDistance:
@@ -280,7 +305,11 @@ class FrechetDistance:
         return self._reference
 
     def __call__(self, method) -> float:
+        """The distance. Under torchrun every process samples its share; the main process alone
+        computes the distance (the others return nan)."""
         mu_real, sigma_real = self.reference()
         fakes = fake_batches(method, self.num_fake, self.batch_size, self.seed)
-        mu, sigma = extract(self.net(), fakes, self.device)
+        mu, sigma = extract(self.net(), fakes, self.device, fake_batch_sizes(self.num_fake, self.batch_size))
+        if world()[0] != 0:
+            return float("nan")
         return frechet_distance(mu, sigma, mu_real, sigma_real)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from ssgen.config import ProbeConfig
 from ssgen.images import to_float
+from ssgen.train.distributed import gather_rows, shard, world
 
 
 def fixed_subset(num_images: int, size: int, seed: int = 0) -> torch.Tensor:
@@ -52,15 +53,19 @@ class ProbeData:
 @torch.no_grad()
 def extract_features(method, images: torch.Tensor, layers: Sequence[str], batch_size: int,
                      device: torch.device) -> dict[str, torch.Tensor]:
-    """{layer: float32 [N, F] on device} of uint8 images, with the method in eval mode."""
+    """{layer: float32 [N, F] on device} of uint8 images, with the method in eval mode.
+    Under torchrun each process extracts its share of the images and all get every row."""
     was_training = method.training
     method.eval()
+    mine = images[shard(len(images))]
     try:
         parts = [method.features(to_float(chunk.to(device, non_blocking=True)), layers)
-                 for chunk in images.split(batch_size)]
+                 for chunk in (mine.split(batch_size) if len(mine) else ())]
     finally:
         method.train(was_training)
-    return {layer: torch.cat([p[layer].float().flatten(1) for p in parts]) for layer in layers}
+    empty = torch.empty(0, 0, device=device)  # a process with no share (fewer images than processes)
+    return {layer: gather_rows(torch.cat([p[layer].float().flatten(1) for p in parts]) if parts else empty)
+            for layer in layers}
 
 
 def standardise(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,10 +104,13 @@ def probe_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.T
 
 def linear_probe(method, data: ProbeData, cfg: ProbeConfig, device: torch.device,
                  layers: Sequence[str] | None = None) -> dict[str, float]:
-    """{layer: test top-1} of the method's frozen features."""
+    """{layer: test top-1} of the method's frozen features. Under torchrun every process
+    extracts its share of the features, and the main process alone fits (others get {})."""
     layers = method.check_features(layers or cfg.layers)
     train = extract_features(method, data.train_images, layers, cfg.batch_size, device)
     test = extract_features(method, data.test_images, layers, cfg.batch_size, device)
+    if world()[0] != 0:
+        return {}
     return {layer: probe_accuracy(train[layer], data.train_labels, test[layer], data.test_labels,
                                   data.num_classes, cfg.max_iter, cfg.l2)
             for layer in layers}

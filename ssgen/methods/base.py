@@ -75,6 +75,12 @@ class Method(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} is not generative")
 
     @torch.no_grad()
+    def skip_samples(self, n: int, generator: torch.Generator) -> None:
+        """Advance `generator` as `sample(n, generator)` would, as cheaply as the method can:
+        under torchrun each process samples only its share of FID's batches (ssgen.eval.fid)."""
+        self.sample(n, generator)
+
+    @torch.no_grad()
     def image_grids(self, real: torch.Tensor, fixed_noise: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """Named float [-1, 1] image batches to show in TensorBoard (samples, reconstructions)."""
         return {}

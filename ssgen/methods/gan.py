@@ -145,6 +145,9 @@ class GAN(Method):
         chunks = z.tensor_split(-(-n // self.cfg.sample_batch))
         return torch.cat([G(chunk.to(device)).float() for chunk in chunks])
 
+    def skip_samples(self, n: int, generator: torch.Generator) -> None:
+        self.noise(n, generator, torch.device("cpu"))  # the latents `sample` draws, without G's work
+
     def fixed_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return self.noise(n, generator, torch.device("cpu"))
 
