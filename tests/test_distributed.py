@@ -1,0 +1,231 @@
+"""Data parallelism under torchrun, on CPU with two gloo processes (issue #5).
+
+Two processes with a global batch B must train as one process with batch B: each takes its
+slice of the same global batch and latents, gradients and logged figures are averaged, and
+evaluation features are gathered from both. That holds exactly only without batch norm, whose
+statistics each process takes over its own half of the batch (SyncBatchNorm needs NCCL; gloo,
+the CPU backend, has none). So the exact comparison trains SS-GAN's rotation-only mode (D alone:
+spectral-norm convolutions, no batch norm); full SS-GAN, whose G has batch norm, is only close.
+Every launch runs under a timeout and in its own process group, so a hung run fails the test
+instead of blocking CI.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from ssgen.config import load_config
+from ssgen.eval.metrics import read_metrics
+from ssgen.train.checkpoint import list_checkpoints, read_checkpoint
+from ssgen.train.trainer import train
+
+QUICK = Path(__file__).resolve().parents[1] / "configs" / "quick.yaml"
+SMALL = ["method.generator.width=16", "method.discriminator.width=16", "method.generator.z_dim=16",
+         "data.train_size=256", "data.test_size=128", "trainer.batch_size=16", "trainer.steps=6",
+         "trainer.threads=1", "trainer.device=cpu", "trainer.log_every=1", "trainer.sample_every=100",
+         "trainer.checkpoint_every=4", "trainer.keep_checkpoints=5", "eval.fid.every=0", "eval.probe.every=0"]
+TIMEOUT_S = 150
+
+
+def launch(args: list[str], cache: Path, nproc: int = 2) -> str:
+    """`python -m torch.distributed.run --standalone --nproc_per_node=N ARGS` (a free port is
+    picked by the rendezvous); its output, or a failure with its tail."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *args]
+    env = {**os.environ, "SSGEN_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both workers
+        output, _ = proc.communicate()
+        pytest.fail(f"torchrun did not finish in {TIMEOUT_S} s:\n{output[-3000:]}")
+    assert proc.returncode == 0, output[-4000:]
+    return output
+
+
+def train_two_processes(run_dir: Path, overrides: list[str], cache: Path, resume: bool = False) -> str:
+    args = ["-m", "ssgen", "train", "--no-progress"]
+    if resume:
+        return launch([*args, "--resume", str(run_dir)], cache)
+    sets = [item for o in [*SMALL, *overrides, f"run_dir={run_dir}"] for item in ("--set", o)]
+    return launch([*args, "--config", str(QUICK), *sets], cache)
+
+
+def train_one_process(run_dir: Path, overrides: list[str], cache: Path, monkeypatch) -> Path:
+    monkeypatch.setenv("SSGEN_CACHE", str(cache))
+    cfg = load_config(QUICK, [*SMALL, *overrides, f"run_dir={run_dir}"])
+    return train(cfg, progress=False, log=lambda m: None)
+
+
+def figures(run_dir: Path) -> dict[tuple[int, str], float]:
+    """{(step, name): value} of a run's metrics.jsonl, timings left out."""
+    return {(r["step"], k): v for r in read_metrics(run_dir) for k, v in r["metrics"].items()
+            if not k.startswith("perf/")}
+
+
+class TinyExtractor(nn.Module):
+    """A TorchScript feature extractor for FD (no Inception weights offline)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.conv(x.float() / 255.0))
+        return torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1)
+
+
+HELPERS = textwrap.dedent("""
+    import sys
+
+    import torch
+    from ssgen.train import distributed as d
+
+    place = d.setup("cpu")
+    rank = place.rank
+    assert place.world_size == 2 and d.world() == (rank, 2)
+    assert [d.shard(5), d.shard(1), d.shard(4)][rank] == [slice(0, 3), slice(1, 1), slice(2, 4)][rank]
+
+    # gather_rows: uneven shares, and a process with none, come back whole in rank order.
+    full = torch.arange(10.0).view(5, 2)
+    assert torch.equal(d.gather_rows(full[d.shard(5)]), full)
+    mine = full[:1] if rank == 0 else torch.empty(0, 0)
+    assert torch.equal(d.gather_rows(mine), full[:1])
+
+    # Logged figures: the mean over processes, the same in both.
+    values = d.average_values({"loss/a": torch.tensor(float(rank + 1)), "acc": torch.tensor(rank * 1.0)})
+    assert values == {"loss/a": 1.5, "acc": 0.5}, values
+    assert d.any_rank(rank == 1) is True and d.all_ranks(rank == 1) is False and d.all_ranks(True) is True
+
+    # Per-row random corruptions: each process gets its rows of one process's global draw.
+    torch.manual_seed(3)
+    reference = torch.ones(8, 3) + torch.randn(8, 3)
+    torch.manual_seed(3)
+    noisy = d.global_draw(lambda rows: rows + torch.randn(rows.shape), torch.ones(4, 3))
+    assert torch.equal(noisy, reference[4 * rank: 4 * rank + 4])
+    states = d.gather_rows(torch.get_rng_state().float()[None])  # and leaves the same RNG state in both
+    assert torch.equal(states[0], states[1])
+
+    # Buffers (batch-norm running statistics) come from rank 0.
+    norm = torch.nn.BatchNorm2d(2)
+    norm.running_mean.fill_(rank + 7.0)
+    d.broadcast_buffers(norm)
+    assert torch.equal(norm.running_mean, torch.full((2,), 7.0))
+    d.teardown()
+    open(sys.argv[1] + f"/ok-{rank}", "w").close()  # both outputs interleave in one pipe: a file each
+""")
+
+
+def test_helpers_under_two_gloo_processes(tmp_path):
+    script = tmp_path / "helpers.py"
+    script.write_text(HELPERS)
+    launch([str(script), str(tmp_path)], tmp_path / "cache")
+    assert (tmp_path / "ok-0").exists() and (tmp_path / "ok-1").exists()
+
+
+def test_rotation_only_two_processes_match_one_process(tmp_path, monkeypatch):
+    """No batch norm anywhere: losses, rotation accuracy, probe and FD (features gathered from
+    both processes) and the final weights of 2 x 8 images equal those of 1 x 16."""
+    torch.manual_seed(0)
+    extractor = tmp_path / "tiny-fd.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script's deprecation notice
+        torch.jit.script(TinyExtractor()).save(str(extractor))
+    # Rotating the whole batch (fraction 1): each process rotates the first fraction of its own
+    # slice, which only then is the subset one process rotates. Uneven shares on purpose: the
+    # probe's 101 test images split 51/50, FD's 5 batches 3/2 between the processes.
+    overrides = ["method.rotation_only=true", "method.rotation_fraction=1.0",
+                 "eval.probe.every=3", "eval.probe.train_size=200", "eval.probe.test_size=101",
+                 "eval.fid.every=3", "eval.fid.num_samples=70", "eval.fid.batch_size=16",
+                 f"eval.fid.extractor={extractor}"]
+    one = train_one_process(tmp_path / "one", overrides, tmp_path / "cache-one", monkeypatch)
+    # A cache of its own, so that the real images' statistics are computed across processes too.
+    train_two_processes(tmp_path / "two", overrides, tmp_path / "cache-two")
+
+    expected, got = figures(one), figures(tmp_path / "two")
+    assert expected.keys() == got.keys()
+    assert {name for _, name in got} >= {"loss/d", "rotation/acc_real", "probe/penultimate", "fd/tiny-fd"}
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+    # Only the main process wrote: one line per step and evaluation, no duplicates.
+    assert len(read_metrics(tmp_path / "two")) == len(read_metrics(one))
+    assert (tmp_path / "two" / "checkpoints" / "best.pt").exists()
+
+    final_one = read_checkpoint(list_checkpoints(one)[-1])["method"]
+    final_two = read_checkpoint(list_checkpoints(tmp_path / "two")[-1])["method"]
+    for name, tensor in final_one.items():
+        if tensor.is_floating_point() and name.startswith(("D.", "rotation_head.")):
+            torch.testing.assert_close(final_two[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_ssgan_two_processes_close_to_one_and_resume_exactly(tmp_path, monkeypatch):
+    """Full SS-GAN: G's batch norm normalises each process's half batch, so the losses are only
+    close to one process's (D's, rotation-only above, has none). A two-process run stopped after step 4 and resumed under two
+    processes ends with the uninterrupted run's weights and logs the same losses."""
+    overrides = ["method.rotation_fraction=1.0"]  # the same rotated images: G's batch norm is all that differs
+    one = train_one_process(tmp_path / "one", overrides, tmp_path / "cache", monkeypatch)
+    run = tmp_path / "two"
+    train_two_processes(run, overrides, tmp_path / "cache")
+
+    expected, got = figures(one), figures(run)
+    assert expected.keys() == got.keys()
+    # Measured: within 3% over these 6 steps (G's updates differ from step 1 on).
+    for (step, name), value in expected.items():
+        if name.startswith("loss/"):
+            assert got[step, name] == pytest.approx(value, rel=0.1), (step, name)
+
+    uninterrupted = read_checkpoint(list_checkpoints(run)[-1])
+    logged = figures(run)
+    shutil.move(list_checkpoints(run)[-1], tmp_path / "step-6.pt")  # as if killed after step 4's checkpoint
+    output = train_two_processes(run, [], tmp_path / "cache", resume=True)
+    assert output.count("resuming") == 1  # the main process alone speaks
+    resumed = read_checkpoint(list_checkpoints(run)[-1])
+    assert resumed["step"] == 6
+    for name, tensor in uninterrupted["method"].items():
+        assert torch.equal(resumed["method"][name], tensor), name
+    assert figures(run) == logged
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists() or shutil.which("pgrep") is None,
+                    reason="finds the rank-1 worker through pgrep and /proc")
+def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
+    """A stop request seen by any process stops all of them after the same step (else the
+    others would wait forever in the next all-reduce); the main process writes the checkpoint."""
+    run = tmp_path / "run"
+    sets = [item for o in [*SMALL, "trainer.steps=100000", f"run_dir={run}"] for item in ("--set", o)]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "ssgen", "train", "--no-progress", "--config", str(QUICK), *sets]
+    env = {**os.environ, "SSGEN_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while len(read_metrics(run)) < 2:  # both processes are in the training loop
+            assert proc.poll() is None and time.monotonic() < deadline, "the run ended or hung before step 2"
+            time.sleep(0.2)
+        workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        rank1 = [pid for pid in workers if "RANK=1" in Path(f"/proc/{pid}/environ").read_text().split("\0")]
+        assert len(rank1) == 1, workers
+        os.kill(int(rank1[0]), signal.SIGTERM)
+        output, _ = proc.communicate(timeout=TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 0, output[-4000:]
+    assert output.count("stopped at step") == 1
+    checkpoints = list_checkpoints(run)
+    assert len(checkpoints) == 1
+    step = read_checkpoint(checkpoints[0])["step"]
+    assert read_metrics(run)[-1]["step"] == step and f"stopped at step {step};" in output
