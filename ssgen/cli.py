@@ -6,6 +6,7 @@ User errors (bad config, data, checkpoint, environment) print one line and exit 
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -80,9 +81,12 @@ def train(config_path, overrides, resume_dir, force, no_progress):
         cfg = resume_config(Path(resume_dir), config_path, overrides, force)
     else:
         cfg = load_config(config_path, overrides)
+    # Under torchrun every process runs this command; only the first one speaks.
+    speaks = os.environ.get("RANK", "0") == "0"
     run_dir = run_training(cfg, resume=bool(resume_dir), progress=not no_progress,
-                           log=lambda msg: click.echo(msg, err=True))
-    click.echo(f"run directory: {run_dir}")
+                           log=lambda msg: click.echo(msg, err=True) if speaks else None)
+    if speaks:
+        click.echo(f"run directory: {run_dir}")
 
 
 @cli.command()
