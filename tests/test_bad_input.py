@@ -19,7 +19,6 @@ import torch
 import yaml
 from PIL import Image
 
-from ssgen.cli import main
 from ssgen.config import load_config, to_dict
 from ssgen.data import build_dataset
 from ssgen.errors import ConfigError, DataError
@@ -51,19 +50,6 @@ def run_dir(tmp_path_factory):
     return path
 
 
-def ssgen(monkeypatch, capsys, *args):
-    """`ssgen ARGS` in this process: (exit code, stdout, stderr). An exception that main() lets
-    through (what the user would see as a traceback) fails the test."""
-    monkeypatch.setattr(sys, "argv", ["ssgen", *map(str, args)])
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def assert_one_error_line(code, err, *fragments):
     """Exit status 2 and stderr exactly one `error: ...` line holding every fragment."""
     assert code == 2, err
@@ -92,41 +78,41 @@ def image_folder(root: Path, files: dict[str, bytes]) -> Path:
 
 
 # ---------------------------------------------------------------- data paths and folders
-def test_nonexistent_data_path(tmp_path, monkeypatch, capsys):
+def test_nonexistent_data_path(ssgen, tmp_path, monkeypatch, capsys):
     missing = tmp_path / "no" / "such" / "images"
-    code, _, err = ssgen(monkeypatch, capsys, *train_args(tmp_path, "data.name=folder", f"data.path={missing}"))
+    code, _, err = ssgen(*train_args(tmp_path, "data.name=folder", f"data.path={missing}"))
     assert_one_error_line(code, err, f"data.path '{missing}' does not exist")
 
 
-def test_empty_folder(tmp_path, monkeypatch, capsys):
+def test_empty_folder(ssgen, tmp_path, monkeypatch, capsys):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("no images here")
-    code, _, err = ssgen(monkeypatch, capsys, *train_args(tmp_path, "data.name=folder",
+    code, _, err = ssgen(*train_args(tmp_path, "data.name=folder",
                                                           f"data.path={tmp_path / 'empty'}"))
     assert_one_error_line(code, err, f"'{tmp_path / 'empty'}' holds no images")
 
 
 @pytest.mark.parametrize("command", ["train with eval.probe", "ssgen probe"])
-def test_folder_without_class_subfolders_when_a_probe_needs_labels(tmp_path, monkeypatch, capsys, command):
+def test_folder_without_class_subfolders_when_a_probe_needs_labels(ssgen, tmp_path, monkeypatch, capsys, command):
     flat = tmp_path / "flat"
     image_folder(flat, {f"{split}/{i}.png": png_bytes() for split in ("train", "test") for i in range(12)})
     on_flat = ["data.name=folder", f"data.path={flat}", "data.train_size=0", "data.test_size=0"]
     if command == "ssgen probe":  # a GAN trained on unlabelled images trains fine; its probe cannot run
-        assert ssgen(monkeypatch, capsys, *train_args(tmp_path, *on_flat))[0] == 0
+        assert ssgen(*train_args(tmp_path, *on_flat))[0] == 0
         args = ["probe", tmp_path / "run", "--train-size", 10, "--test-size", 10]
     else:
         args = train_args(tmp_path, *on_flat, "eval.probe.every=1")
-    code, _, err = ssgen(monkeypatch, capsys, *args)
+    code, _, err = ssgen(*args)
     assert_one_error_line(code, err, "has no class labels", "one subfolder per class")
 
 
 @pytest.mark.parametrize("damage", ["corrupt", "truncated", "zero-byte"])
-def test_unusable_image_is_named(tmp_path, monkeypatch, capsys, damage):
+def test_unusable_image_is_named(ssgen, tmp_path, monkeypatch, capsys, damage):
     good = png_bytes(size=(64, 64), colour=(10, 200, 30))
     bad = {"corrupt": b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "truncated": good[: len(good) // 2],
            "zero-byte": b""}[damage]
     folder = image_folder(tmp_path / "images", {**{f"cat/{i}.png": good for i in range(9)}, "dog/bad.png": bad})
-    code, _, err = ssgen(monkeypatch, capsys, *train_args(tmp_path, "data.name=folder", f"data.path={folder}"))
+    code, _, err = ssgen(*train_args(tmp_path, "data.name=folder", f"data.path={folder}"))
     assert_one_error_line(code, err, "'dog/bad.png'", str(folder))
 
 
@@ -172,13 +158,13 @@ def test_odd_sizes_are_resized(tmp_path, size):
 
 # ---------------------------------------------------------------- archives, files in disguise
 @pytest.mark.parametrize("member", ["../evil.png", "/etc/evil.png", "cat/../../evil.png", "C:/evil.png"])
-def test_zip_members_escaping_the_archive_are_refused(tmp_path, monkeypatch, capsys, member):
+def test_zip_members_escaping_the_archive_are_refused(ssgen, tmp_path, monkeypatch, capsys, member):
     archive = tmp_path / "train.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         for i in range(9):
             zf.writestr(f"cat/{i}.png", png_bytes())
         zf.writestr(zipfile.ZipInfo(member), png_bytes())  # ZipInfo keeps the name as given
-    code, _, err = ssgen(monkeypatch, capsys, *train_args(tmp_path, "data.name=folder", f"data.path={archive}"))
+    code, _, err = ssgen(*train_args(tmp_path, "data.name=folder", f"data.path={archive}"))
     assert_one_error_line(code, err, f"member {member!r} points outside the archive; refused")
 
 
@@ -205,29 +191,29 @@ def test_an_image_name_does_not_choose_the_decoder(tmp_path, monkeypatch):
     ("trainer.steps=0", "trainer.steps: 0 is out of range; expected >= 1"),
     ("method.name=[1]", "method.name: expected a string, got [1]"),
 ])
-def test_config_values_out_of_range(tmp_path, monkeypatch, capsys, override, message):
-    code, _, err = ssgen(monkeypatch, capsys, *train_args(tmp_path, override))
+def test_config_values_out_of_range(ssgen, tmp_path, monkeypatch, capsys, override, message):
+    code, _, err = ssgen(*train_args(tmp_path, override))
     assert_one_error_line(code, err, message)
     assert not (tmp_path / "run").exists()  # refused before anything is made
 
 
-def test_yaml_in_a_config_cannot_run_code(tmp_path, monkeypatch, capsys):
+def test_yaml_in_a_config_cannot_run_code(ssgen, tmp_path, monkeypatch, capsys):
     marker = tmp_path / "code-ran"
     config = tmp_path / "evil.yaml"
     config.write_text(f"seed: !!python/object/apply:os.system ['touch {marker}']\n")
-    code, _, err = ssgen(monkeypatch, capsys, "train", "--config", config)
+    code, _, err = ssgen("train", "--config", config)
     assert_one_error_line(code, err, f"config file '{config}' is not valid YAML", "line 1")
     assert not marker.exists()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
 @pytest.mark.parametrize("command", ["train", "sample"])
-def test_cuda_requested_without_a_gpu(tmp_path, monkeypatch, capsys, run_dir, command):
+def test_cuda_requested_without_a_gpu(ssgen, tmp_path, monkeypatch, capsys, run_dir, command):
     if command == "train":
         args = train_args(tmp_path, "trainer.device=cuda")
     else:
         args = ["sample", run_dir, "--device", "cuda", "--out", tmp_path / "s.png"]
-    code, _, err = ssgen(monkeypatch, capsys, *args)
+    code, _, err = ssgen(*args)
     assert_one_error_line(code, err, "cuda", "no CUDA GPU is available here")
 
 
@@ -253,20 +239,20 @@ def plain_gan(method: dict) -> None:
 @pytest.mark.parametrize("command", ["sample", "probe"])
 @pytest.mark.parametrize("change, why", [(wider, "size mismatch for D."), (plain_gan, "Unexpected key(s)")],
                          ids=["architecture", "method"])
-def test_checkpoint_of_another_architecture_or_method(tmp_path, monkeypatch, capsys, run_dir, command,
+def test_checkpoint_of_another_architecture_or_method(ssgen, tmp_path, monkeypatch, capsys, run_dir, command,
                                                       change, why):
     forged = forged_checkpoint(run_dir, tmp_path / "forged.pt", change)
     args = [command, forged] + (["--out", tmp_path / "s.png"] if command == "sample" else [])
-    code, _, err = ssgen(monkeypatch, capsys, *args)
+    code, _, err = ssgen(*args)
     expected = "gan" if change is plain_gan else "ssgan"
     assert_one_error_line(code, err, f"checkpoint '{forged}' does not match the configured {expected} networks",
                           why)
 
 
-def test_resume_with_another_architecture_is_refused_and_leaves_the_run_alone(tmp_path, monkeypatch, capsys,
+def test_resume_with_another_architecture_is_refused_and_leaves_the_run_alone(ssgen, tmp_path, monkeypatch, capsys,
                                                                               run_dir):
     saved = (run_dir / "config.yaml").read_text()
-    code, _, err = ssgen(monkeypatch, capsys, "train", "--resume", run_dir, "--force", "--no-progress",
+    code, _, err = ssgen("train", "--resume", run_dir, "--force", "--no-progress",
                          "--set", "method.discriminator.width=16")
     assert_one_error_line(code, err, "does not match the configured ssgan networks", "size mismatch")
     assert (run_dir / "config.yaml").read_text() == saved
@@ -274,7 +260,7 @@ def test_resume_with_another_architecture_is_refused_and_leaves_the_run_alone(tm
 
 
 @pytest.mark.parametrize("problem", ["missing --config", "torn config.yaml", "not a run directory"])
-def test_resume_with_a_missing_or_damaged_config(tmp_path, monkeypatch, capsys, problem):
+def test_resume_with_a_missing_or_damaged_config(ssgen, tmp_path, monkeypatch, capsys, problem):
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("seed: 0\ntrainer: {steps: 3, batch_")  # cut short by a crash
@@ -288,13 +274,13 @@ def test_resume_with_a_missing_or_damaged_config(tmp_path, monkeypatch, capsys, 
     else:
         args = ["train", "--resume", tmp_path]
         fragments = ["not a run directory (no config.yaml)"]
-    code, _, err = ssgen(monkeypatch, capsys, *args)
+    code, _, err = ssgen(*args)
     assert_one_error_line(code, err, *fragments)
 
 
-def test_output_file_in_a_missing_folder(tmp_path, monkeypatch, capsys, run_dir):
+def test_output_file_in_a_missing_folder(ssgen, tmp_path, monkeypatch, capsys, run_dir):
     out = tmp_path / "no-such-folder" / "grid.png"
-    code, _, err = ssgen(monkeypatch, capsys, "sample", run_dir, "-n", 4, "--out", out)
+    code, _, err = ssgen("sample", run_dir, "-n", 4, "--out", out)
     assert_one_error_line(code, err, "No such file or directory")
 
 
@@ -345,7 +331,7 @@ def fuzzed_image(rng: random.Random, samples: dict[str, bytes]) -> tuple[str, by
     return ext, data
 
 
-def test_fuzz_random_bytes_as_image_files(tmp_path, monkeypatch, capsys):
+def test_fuzz_random_bytes_as_image_files(ssgen, tmp_path, monkeypatch, capsys):
     rng, samples = random.Random(20240606), sample_images()
     outcomes = {"refused": 0, "decoded": 0}
     for i in range(150):
@@ -363,7 +349,7 @@ def test_fuzz_random_bytes_as_image_files(tmp_path, monkeypatch, capsys):
             assert pixels.shape == (1, 3, 8, 8) and pixels.dtype == torch.uint8
             outcomes["decoded"] += 1
         if i % 30 == 0:  # and through the command line: one line, status 2
-            code, _, err = ssgen(monkeypatch, capsys, *train_args(tmp_path, "data.name=folder",
+            code, _, err = ssgen(*train_args(tmp_path, "data.name=folder",
                                                                   f"data.path={folder}", "data.resolution=8"))
             assert_one_error_line(code, err)
     assert outcomes["refused"] > 100 and outcomes["decoded"] > 0  # the fuzz exercises both paths
@@ -400,7 +386,7 @@ RAW_YAML = ["", "---", "[", "{a: 1", "a: b: c", "? [1, 2]\n: 3", "&a [*a]", "!!b
             "trainer: {steps: 1e3}", "data: {resolution: 0x20}", "method: {name: ssgan, generator: [1]}"]
 
 
-def test_fuzz_random_yaml_as_configs(tmp_path, monkeypatch, capsys):
+def test_fuzz_random_yaml_as_configs(ssgen, tmp_path, monkeypatch, capsys):
     import ssgen.train.trainer as trainer
 
     started = []
@@ -422,7 +408,7 @@ def test_fuzz_random_yaml_as_configs(tmp_path, monkeypatch, capsys):
             outcomes["accepted"] += 1
         except ConfigError:
             outcomes["refused"] += 1
-        code, out, err = ssgen(monkeypatch, capsys, "train", "--config", path, "--no-progress")
+        code, out, err = ssgen("train", "--config", path, "--no-progress")
         if code != 0:
             assert_one_error_line(code, err)
     assert outcomes["refused"] > 150 and outcomes["accepted"] > 10

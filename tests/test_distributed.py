@@ -17,12 +17,10 @@ import subprocess
 import sys
 import textwrap
 import time
-import warnings
 from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from ssgen.config import load_config
 from ssgen.eval.metrics import read_metrics
@@ -74,18 +72,6 @@ def figures(run_dir: Path) -> dict[tuple[int, str], float]:
             if not k.startswith("perf/")}
 
 
-class TinyExtractor(nn.Module):
-    """A TorchScript feature extractor for FD (no Inception weights offline)."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 6, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.tanh(self.conv(x.float() / 255.0))
-        return torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1)
-
-
 HELPERS = textwrap.dedent("""
     import sys
 
@@ -134,14 +120,10 @@ def test_helpers_under_two_gloo_processes(tmp_path):
     assert (tmp_path / "ok-0").exists() and (tmp_path / "ok-1").exists()
 
 
-def test_rotation_only_two_processes_match_one_process(tmp_path, monkeypatch):
+def test_rotation_only_two_processes_match_one_process(tmp_path, monkeypatch, extractor_file):
     """No batch norm anywhere: losses, rotation accuracy, probe and FD (features gathered from
     both processes) and the final weights of 2 x 8 images equal those of 1 x 16."""
-    torch.manual_seed(0)
-    extractor = tmp_path / "tiny-fd.pt"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script's deprecation notice
-        torch.jit.script(TinyExtractor()).save(str(extractor))
+    extractor = extractor_file
     # Rotating the whole batch (fraction 1): each process rotates the first fraction of its own
     # slice, which only then is the subset one process rotates. Uneven shares on purpose: the
     # probe's 101 test images split 51/50, FD's 5 batches 3/2 between the processes.

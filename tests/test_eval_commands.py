@@ -1,10 +1,8 @@
 """`ssgen fid` and `ssgen probe` on a trained run: where their inputs come from."""
 
-import warnings
 from pathlib import Path
 
 import pytest
-import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -18,20 +16,10 @@ SMALL = ["method.generator.width=16", "method.discriminator.width=16", "method.g
          "eval.fid.every=0", "eval.probe.every=0", "trainer.steps=2"]
 
 
-class UintToFloat(torch.nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.float() / 255.0
-
-
 @pytest.fixture
-def run(tmp_path, monkeypatch):
+def run(tmp_path, monkeypatch, extractor_file):
     monkeypatch.setenv("SSGEN_CACHE", str(tmp_path / "cache"))
-    extractor = torch.nn.Sequential(UintToFloat(), torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),
-                                    torch.nn.Flatten())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        torch.jit.script(extractor).save(str(tmp_path / "fd.pt"))
-    cfg = load_config(QUICK, [f"run_dir={tmp_path / 'run'}", *SMALL, f"eval.fid.extractor={tmp_path / 'fd.pt'}"])
+    cfg = load_config(QUICK, [f"run_dir={tmp_path / 'run'}", *SMALL, f"eval.fid.extractor={extractor_file}"])
     return train(cfg, progress=False, log=lambda m: None)
 
 
@@ -39,13 +27,13 @@ def invoke(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
-def test_fid_loads_a_torchscript_extractor_only_when_named_on_the_command_line(run, tmp_path):
+def test_fid_loads_a_torchscript_extractor_only_when_named_on_the_command_line(run, extractor_file):
     refused = invoke("fid", run, "-n", 32)
     assert isinstance(refused.exception, Exception) and "--extractor" in str(refused.exception)
-    assert str(tmp_path / "fd.pt") in str(refused.exception)
-    named = invoke("fid", run, "-n", 32, "--extractor", tmp_path / "fd.pt")
+    assert str(extractor_file) in str(refused.exception)
+    named = invoke("fid", run, "-n", 32, "--extractor", extractor_file)
     assert named.exit_code == 0, named.output
-    assert "FD(fd):" in named.output
+    assert "FD(tiny-fd):" in named.output
 
 
 def test_probe_data_path_on_a_shapes_run_reads_that_folder(run, tmp_path):

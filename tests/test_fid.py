@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from torch import nn
 
 from ssgen.config import Config
 from ssgen.eval import build_evaluators
@@ -45,26 +44,6 @@ class NoiseSampler(Method):
 
     def sample(self, n, generator=None):
         return torch.rand(n, 3, 8, 8, generator=generator) * 2 - 1
-
-
-class TinyExtractor(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 6, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.tanh(self.conv(x.float() / 255.0))
-        return torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1)
-
-
-@pytest.fixture
-def extractor_file(tmp_path):
-    torch.manual_seed(0)
-    path = tmp_path / "tiny-fd.pt"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script's deprecation notice
-        torch.jit.script(TinyExtractor()).save(str(path))
-    return path
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from ssgen.cli import main
 from ssgen.config import load_config
 from ssgen.errors import CheckpointError
 from ssgen.methods.ssgan import SSGAN
@@ -54,19 +53,6 @@ def tiny_config(run_dir, *overrides):
 
 def quiet_train(cfg, **kw):
     return train(cfg, progress=False, log=lambda m: None, **kw)
-
-
-def ssgen(monkeypatch, capsys, *args):
-    """`ssgen ARGS` in this process, through main(): (exit code, stdout, stderr).
-    An exception that main() lets through (a traceback for the user) fails the test."""
-    monkeypatch.setattr(sys, "argv", ["ssgen", *map(str, args)])
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def assert_error_line(code, err, *fragments):
@@ -158,7 +144,7 @@ def wait_for_step(run_dir: Path, proc: subprocess.Popen, step: int, timeout: flo
     raise AssertionError(f"no step {step} within {timeout} s")
 
 
-def test_sigkill_at_a_random_step_then_resume_ends_with_the_uninterrupted_weights(tmp_path, monkeypatch, capsys):
+def test_sigkill_at_a_random_step_then_resume_ends_with_the_uninterrupted_weights(ssgen, tmp_path, monkeypatch, capsys):
     overrides = ["trainer.steps=30", "trainer.checkpoint_every=4"]
     reference = quiet_train(tiny_config(tmp_path / "uninterrupted", *overrides))
 
@@ -176,7 +162,7 @@ def test_sigkill_at_a_random_step_then_resume_ends_with_the_uninterrupted_weight
     last_saved = read_checkpoint(list_checkpoints(run_dir)[-1])["step"]
     assert last_saved < 30  # killed mid-run
 
-    code, _, err = ssgen(monkeypatch, capsys, "train", "--resume", run_dir, "--no-progress")
+    code, _, err = ssgen("train", "--resume", run_dir, "--no-progress")
     assert code == 0, err
     assert f"from step {last_saved}" in err and seen - last_saved <= 4  # lost: the steps since the last checkpoint
     final = list_checkpoints(run_dir)[-1]
@@ -201,10 +187,10 @@ def test_killed_before_the_first_checkpoint_resume_starts_over(tmp_path):
 
 # ---------------------------------------------------------------- corrupt latest checkpoint
 @pytest.mark.parametrize("damage", ["truncated", "zero-byte", "garbage"])
-def test_corrupt_latest_checkpoint_is_reported_and_resume_falls_back(tmp_path, monkeypatch, capsys, damage):
+def test_corrupt_latest_checkpoint_is_reported_and_resume_falls_back(ssgen, tmp_path, monkeypatch, capsys, damage):
     run_dir = tmp_path / "run"
     overrides = ["trainer.steps=6", "trainer.checkpoint_every=3"]
-    code, _, err = ssgen(monkeypatch, capsys, *train_cli_args(run_dir, *overrides))
+    code, _, err = ssgen(*train_cli_args(run_dir, *overrides))
     assert code == 0, err
     latest = list_checkpoints(run_dir)[-1]
     uninterrupted = method_state(latest)
@@ -212,7 +198,7 @@ def test_corrupt_latest_checkpoint_is_reported_and_resume_falls_back(tmp_path, m
     latest.write_bytes({"truncated": data[: len(data) // 2], "zero-byte": b"",
                         "garbage": random.Random(0).randbytes(len(data))}[damage])
 
-    code, _, err = ssgen(monkeypatch, capsys, "train", "--resume", run_dir, "--no-progress")
+    code, _, err = ssgen("train", "--resume", run_dir, "--no-progress")
     assert code == 0, err
     assert f"warning: checkpoint '{latest}' is unreadable" in err and "falling back" in err
     assert "from step 3 (step-00000003.pt)" in err
@@ -220,10 +206,10 @@ def test_corrupt_latest_checkpoint_is_reported_and_resume_falls_back(tmp_path, m
 
 
 # ---------------------------------------------------------------- non-finite losses
-def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(ssgen, tmp_path, monkeypatch, capsys):
     LossHook(monkeypatch, lambda loss, step: loss * float("nan") if step == 6 else loss)
     run_dir = tmp_path / "run"
-    code, _, err = ssgen(monkeypatch, capsys, *train_cli_args(run_dir, "trainer.steps=8",
+    code, _, err = ssgen(*train_cli_args(run_dir, "trainer.steps=8",
                                                               "trainer.checkpoint_every=4"))
     assert_error_line(code, err, "non-finite loss at step 6", "loss/g=nan",
                       f"last good checkpoint {run_dir / 'checkpoints' / 'step-00000004.pt'}",
@@ -245,15 +231,15 @@ def test_nonfinite_loss_is_skipped_and_counted_with_nonfinite_skip(tmp_path, mon
 
 
 # ---------------------------------------------------------------- unwritable run directory, full disk
-def test_run_dir_that_cannot_be_created_fails_before_training(tmp_path, monkeypatch, capsys):
+def test_run_dir_that_cannot_be_created_fails_before_training(ssgen, tmp_path, monkeypatch, capsys):
     (tmp_path / "a_file").write_text("not a folder")  # root ignores chmod; a path under a file always fails
     run_dir = tmp_path / "a_file" / "run"
-    code, _, err = ssgen(monkeypatch, capsys, *train_cli_args(run_dir))
+    code, _, err = ssgen(*train_cli_args(run_dir))
     assert_error_line(code, err, f"run directory '{run_dir}' is not writable")
     assert err.count("\n") == 1
 
 
-def test_full_disk_at_start_fails_before_training(tmp_path, monkeypatch, capsys):
+def test_full_disk_at_start_fails_before_training(ssgen, tmp_path, monkeypatch, capsys):
     real_open = builtins.open
 
     def full_disk_open(file, mode="r", *args, **kwargs):
@@ -264,12 +250,12 @@ def test_full_disk_at_start_fails_before_training(tmp_path, monkeypatch, capsys)
     monkeypatch.setattr(builtins, "open", full_disk_open)
     started = []
     monkeypatch.setattr(SSGAN, "train_step", lambda *a: started.append(1))
-    code, _, err = ssgen(monkeypatch, capsys, *train_cli_args(tmp_path / "run"))
+    code, _, err = ssgen(*train_cli_args(tmp_path / "run"))
     assert_error_line(code, err, "is not writable: No space left on device")
     assert not started and not (tmp_path / "run" / "config.yaml").exists()
 
 
-def test_full_disk_at_checkpoint_time_keeps_the_previous_checkpoint(tmp_path, monkeypatch, capsys):
+def test_full_disk_at_checkpoint_time_keeps_the_previous_checkpoint(ssgen, tmp_path, monkeypatch, capsys):
     real_save, saves = torch.save, []
 
     def save_until_the_disk_fills(state, f, *args, **kwargs):
@@ -281,7 +267,7 @@ def test_full_disk_at_checkpoint_time_keeps_the_previous_checkpoint(tmp_path, mo
 
     monkeypatch.setattr(torch, "save", save_until_the_disk_fills)
     run_dir = tmp_path / "run"
-    code, _, err = ssgen(monkeypatch, capsys, *train_cli_args(run_dir, "trainer.steps=8",
+    code, _, err = ssgen(*train_cli_args(run_dir, "trainer.steps=8",
                                                               "trainer.checkpoint_every=4"))
     assert_error_line(code, err, "cannot write checkpoint", "step-00000008.pt", "No space left on device")
     assert err.count("\n") == 1
@@ -327,7 +313,7 @@ def test_ctrl_c_writes_a_final_checkpoint_and_resume_continues(tmp_path, monkeyp
     assert read_checkpoint(list_checkpoints(run)[-1])["step"] == 6
 
 
-def test_a_second_ctrl_c_aborts_at_once(tmp_path, monkeypatch, capsys):
+def test_a_second_ctrl_c_aborts_at_once(ssgen, tmp_path, monkeypatch, capsys):
     def interrupt_twice_at_step_3(loss, step):
         if step == 3:
             os.kill(os.getpid(), signal.SIGINT)
@@ -336,7 +322,7 @@ def test_a_second_ctrl_c_aborts_at_once(tmp_path, monkeypatch, capsys):
 
     LossHook(monkeypatch, interrupt_twice_at_step_3)
     run_dir = tmp_path / "run"
-    code, _, err = ssgen(monkeypatch, capsys, *train_cli_args(run_dir, "trainer.steps=6",
+    code, _, err = ssgen(*train_cli_args(run_dir, "trainer.steps=6",
                                                               "trainer.checkpoint_every=2"))
     assert code == 130 and err.strip() == "aborted" and "Traceback" not in err
     assert [read_checkpoint(p)["step"] for p in list_checkpoints(run_dir)] == [2]
@@ -354,14 +340,14 @@ class RunsCode:
         return exec, (f"open({str(self.marker)!r}, 'w').write('pwned')",)
 
 
-def test_a_checkpoint_holding_a_pickled_object_is_refused_and_never_runs(tmp_path, monkeypatch, capsys):
+def test_a_checkpoint_holding_a_pickled_object_is_refused_and_never_runs(ssgen, tmp_path, monkeypatch, capsys):
     marker = tmp_path / "code-ran"
     evil = tmp_path / "evil.pt"
     torch.save({"format": 1, "step": 1, "method": {"w": torch.ones(1)}, "x": RunsCode(marker)}, evil)
 
     with pytest.raises(CheckpointError, match="unreadable"):
         read_checkpoint(evil)
-    code, _, err = ssgen(monkeypatch, capsys, "sample", evil, "--out", tmp_path / "s.png")
+    code, _, err = ssgen("sample", evil, "--out", tmp_path / "s.png")
     assert_error_line(code, err, f"checkpoint '{evil}' is unreadable")
     assert err.count("\n") == 1
 

@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import pytest
 import torch
 import yaml
 from click.testing import CliRunner
@@ -97,26 +96,14 @@ def test_gan_baseline_trains_through_the_same_loop(tmp_path):
     assert "loss/g" in keys and not any(k.startswith("rotation/") for k in keys)
 
 
-class UintToFloat(torch.nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.float() / 255.0
-
-
-def test_fd_in_training_keeps_the_best_checkpoint(tmp_path, monkeypatch):
+def test_fd_in_training_keeps_the_best_checkpoint(tmp_path, monkeypatch, extractor_file):
     """FD through a user-named TorchScript extractor; the first evaluation comes before any step
     checkpoint, so best.pt must create the checkpoints folder itself."""
-    import warnings
-
     monkeypatch.setenv("SSGEN_CACHE", str(tmp_path / "cache"))
-    extractor = torch.nn.Sequential(UintToFloat(), torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),
-                                    torch.nn.Flatten())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        torch.jit.script(extractor).save(str(tmp_path / "fd.pt"))
     run = train(small_config(tmp_path, "trainer.steps=4", "trainer.checkpoint_every=4", "eval.fid.every=2",
-                             "eval.fid.num_samples=32", f"eval.fid.extractor={tmp_path / 'fd.pt'}"),
+                             "eval.fid.num_samples=32", f"eval.fid.extractor={extractor_file}"),
                 progress=False, log=lambda m: None)
-    fd = [r for r in read_metrics(run) if "fd/fd" in r["metrics"]]
-    assert [r["step"] for r in fd] == [2, 4] and fd[0]["protocol"]["metric"] == "FD(fd)"
+    fd = [r for r in read_metrics(run) if "fd/tiny-fd" in r["metrics"]]
+    assert [r["step"] for r in fd] == [2, 4] and fd[0]["protocol"]["metric"] == "FD(tiny-fd)"
     best = read_checkpoint(run / "checkpoints" / "best.pt")
-    assert best["best"]["key"] == "fd/fd" and best["step"] in (2, 4)
+    assert best["best"]["key"] == "fd/tiny-fd" and best["step"] in (2, 4)
