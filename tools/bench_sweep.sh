@@ -3,6 +3,8 @@
 # SS-GAN and GAN at the reference sizes, each lever on and off, then step time against batch and
 # resolution. Every line is tools/bench_train.py's own output; quote them as printed.
 #   tools/bench_sweep.sh [extra --set args for every run]
+# On the lent GPU machine ../shared does not travel: copy ../shared/fd into .carry/fd (13 MB) and
+# carry `.carry/fd` (the CIFAR-10 npz, 20 MB, plus unpack.py also fit; unpack there, not here).
 set -uo pipefail
 bench() { echo "=== $*"; python tools/bench_train.py --steps "${STEPS:-30}" --warmup "${WARMUP:-10}" "$@" "${extra[@]}"; }
 extra=("$@")
