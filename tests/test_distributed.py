@@ -185,7 +185,9 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
     """A stop request seen by any process stops all of them after the same step (else the
     others would wait forever in the next all-reduce); the main process writes the checkpoint."""
     run = tmp_path / "run"
-    sets = [item for o in [*SMALL, "trainer.steps=100000", f"run_dir={run}"] for item in ("--set", o)]
+    # No periodic checkpoint: the only one must be the stop's, whenever the signal lands.
+    sets = [item for o in [*SMALL, "trainer.steps=100000", "trainer.checkpoint_every=100000", f"run_dir={run}"]
+            for item in ("--set", o)]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                "-m", "ssgen", "train", "--no-progress", "--config", str(QUICK), *sets]
     env = {**os.environ, "SSGEN_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
