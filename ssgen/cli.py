@@ -81,11 +81,10 @@ def train(config_path, overrides, resume_dir, force, no_progress):
         cfg = resume_config(Path(resume_dir), config_path, overrides, force)
     else:
         cfg = load_config(config_path, overrides)
-    # Under torchrun every process runs this command; only the first one speaks.
-    speaks = os.environ.get("RANK", "0") == "0"
+    # The trainer already silences the other torchrun processes' log; this last line is ours.
     run_dir = run_training(cfg, resume=bool(resume_dir), progress=not no_progress,
-                           log=lambda msg: click.echo(msg, err=True) if speaks else None)
-    if speaks:
+                           log=lambda msg: click.echo(msg, err=True))
+    if os.environ.get("RANK", "0") == "0":
         click.echo(f"run directory: {run_dir}")
 
 
