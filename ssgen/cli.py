@@ -103,7 +103,7 @@ def sample(checkpoint, num, out, seed, device):
 
     from ssgen.images import to_uint8
     from ssgen.train.checkpoint import load_run
-    from ssgen.train.trainer import resolve_device
+    from ssgen.parallel import resolve_device
 
     if num < 1:
         raise ConfigError(f"-n {num}: expected at least 1 sample")

@@ -76,7 +76,7 @@ HELPERS = textwrap.dedent("""
     import sys
 
     import torch
-    from ssgen.train import distributed as d
+    from ssgen import parallel as d
 
     place = d.setup("cpu")
     rank = place.rank

@@ -22,7 +22,7 @@ from ssgen.config import config_from_dict
 from ssgen.eval.fid import FrechetDistance, resolve_extractor
 from ssgen.eval.probe import ProbeData, linear_probe
 from ssgen.train.checkpoint import build_method
-from ssgen.train.trainer import resolve_device
+from ssgen.parallel import resolve_device
 
 
 class RandomImages:

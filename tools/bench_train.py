@@ -22,7 +22,8 @@ from ssgen.config import load_config
 from ssgen.methods.gan import d_adversarial_loss, g_adversarial_loss
 from ssgen.pretext.rotation import rotate4
 from ssgen.train.checkpoint import build_method
-from ssgen.train.trainer import autocast, resolve_device
+from ssgen.parallel import resolve_device
+from ssgen.train.trainer import autocast
 
 
 def reference_step(method, next_batch) -> dict[str, torch.Tensor]:

@@ -18,7 +18,7 @@ CHECKPOINT_HELP = "A checkpoint file, or a run directory (its newest readable ch
 
 def load(checkpoint: str, device: str):
     from ssgen.train.checkpoint import load_run
-    from ssgen.train.trainer import resolve_device
+    from ssgen.parallel import resolve_device
 
     resolved = resolve_device(device)
     return load_run(checkpoint, resolved, warn=lambda m: click.echo(m, err=True)), resolved

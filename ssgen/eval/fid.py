@@ -25,7 +25,7 @@ from ssgen.errors import ConfigError, SsgenError
 from ssgen.eval.probe import fixed_subset
 from ssgen.images import to_uint8
 from ssgen.registry import EXTRACTORS
-from ssgen.train.distributed import all_ranks, gather_rows, shard, world
+from ssgen.parallel import all_ranks, gather_rows, shard, world
 
 INCEPTION = "inception-v3-compat"
 INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"

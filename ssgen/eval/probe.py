@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from ssgen.config import ProbeConfig
 from ssgen.images import to_float
-from ssgen.train.distributed import gather_rows, shard, world
+from ssgen.parallel import gather_rows, shard, world
 
 
 def fixed_subset(num_images: int, size: int, seed: int = 0) -> torch.Tensor:

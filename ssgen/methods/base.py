@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ssgen.config import MethodConfig
-from ssgen.train.distributed import average_gradients
+from ssgen.parallel import average_gradients
 
 # The trainer hands a method this: each call returns the next float [-1, 1] image batch
 # [B, 3, H, W] on the training device. GANs call it n_dis times per step.

@@ -19,7 +19,7 @@ from ssgen.methods.autoencoder import Autoencoder, AutoencoderConfig, grid_gener
 from ssgen.methods.gan import adam, d_adversarial_loss, g_adversarial_loss
 from ssgen.pretext.masks import central_mask, mask_border, random_block_mask, random_region_mask
 from ssgen.registry import DISCRIMINATORS, METHODS
-from ssgen.train.distributed import global_draw
+from ssgen.parallel import global_draw
 
 
 @dataclass

@@ -17,7 +17,7 @@ from ssgen.errors import ConfigError
 from ssgen.methods.autoencoder import Autoencoder, AutoencoderConfig, grid_generator
 from ssgen.pretext.noise import NOISES
 from ssgen.registry import METHODS
-from ssgen.train.distributed import global_draw
+from ssgen.parallel import global_draw
 
 
 @dataclass

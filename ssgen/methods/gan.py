@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from ssgen.config import MethodConfig, NetConfig, OptimConfig, choice, ranged
 from ssgen.methods.base import DataInfo, Method, NextBatch
 from ssgen.registry import DISCRIMINATORS, GENERATORS, METHODS
-from ssgen.train.distributed import local_slice, world
+from ssgen.parallel import local_slice, world
 
 
 def d_adversarial_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str) -> torch.Tensor:

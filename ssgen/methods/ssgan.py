@@ -22,7 +22,7 @@ from ssgen.methods.gan import GAN, GANConfig, d_adversarial_loss, g_adversarial_
 from ssgen.nets import sn_linear
 from ssgen.pretext.rotation import rotate4
 from ssgen.registry import METHODS
-from ssgen.train.distributed import world
+from ssgen.parallel import world
 
 
 @dataclass

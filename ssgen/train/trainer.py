@@ -24,7 +24,8 @@ from ssgen.eval import build_evaluators
 from ssgen.eval.metrics import METRICS_FILE, append_metrics
 from ssgen.images import to_uint8
 from ssgen.methods import METHODS
-from ssgen.train import distributed
+from ssgen import parallel as distributed
+from ssgen.parallel import resolve_device
 from ssgen.train.checkpoint import (BEST, CHECKPOINT_DIR, FORMAT, atomic_save, build_method,
                                     checkpoint_dir, latest_readable, list_checkpoints,
                                     load_method_state, save_checkpoint)
@@ -34,18 +35,6 @@ CONFIG_FILE = "config.yaml"
 
 class NonFiniteLoss(SsgenError):
     pass
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"trainer.device: {name!r} is not a device; expected auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"trainer.device={name} but no CUDA GPU is available here; use trainer.device=cpu")
-    return device
 
 
 def autocast(cfg: Config, device: torch.device):

@@ -1,4 +1,5 @@
-"""Data parallelism under torchrun: one process per device, each with a slice of the global batch.
+"""Where this process computes, and data parallelism under torchrun: one process per device, each
+with a slice of the global batch. A low layer: data, methods, evaluators and the trainer use it.
 
 Gradients are averaged across processes before every optimizer step (what DistributedDataParallel
 does), written out here because a GAN step runs several forward passes of shared networks per
@@ -26,7 +27,22 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
+from ssgen.errors import ConfigError
+
 _control = None  # a gloo group for host-side flags under NCCL (None: the default group)
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` (CUDA if there is a GPU), `cpu`, `cuda` or `cuda:N`; ConfigError if unusable here."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"trainer.device: {name!r} is not a device; expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.device={name} but no CUDA GPU is available here; use trainer.device=cpu")
+    return device
 
 
 @dataclass(frozen=True)
@@ -148,6 +164,12 @@ def shard(n: int) -> slice:
     return slice(start, start + base + (rank < extra))
 
 
+def near_equal_sizes(n: int, max_size: int) -> list[int]:
+    """Sizes of the fewest batches of at most `max_size` that hold n items, differing by at most
+    one: never a last batch of one, whose batch statistics (G's batch norm) are undefined."""
+    return [len(chunk) for chunk in torch.arange(n).tensor_split(-(-n // max_size))] if n else []
+
+
 def _comm_device(tensor: torch.Tensor) -> torch.device:
     if dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
@@ -180,3 +202,35 @@ def gather_rows(rows: torch.Tensor) -> torch.Tensor:
     parts = [torch.empty_like(padded) for _ in range(world_size)]
     dist.all_gather(parts, padded)
     return torch.cat([part[:n] for part, n in zip(parts, counts)]).to(home)
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward hands each process the gradient of its own rows, summed over
+    the processes (each computed its loss from all rows): what a contrastive loss over the
+    global batch needs."""
+
+    @staticmethod
+    def forward(ctx, rows: torch.Tensor) -> torch.Tensor:
+        parts = [torch.empty_like(rows) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, rows.contiguous())
+        ctx.rows = rows.shape[0]
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        rank = dist.get_rank()
+        return grad[rank * ctx.rows: (rank + 1) * ctx.rows]
+
+
+def gather_with_grad(rows: torch.Tensor) -> torch.Tensor:
+    """Every process's [N, ...] rows (equal N everywhere) concatenated in rank order, with
+    gradients flowing back to each process's own rows; `rows` itself in one process.
+
+    Gradients are summed over processes in backward, and average_gradients later divides by the
+    number of processes: a loss that is the mean over the global batch then gets exactly the
+    one-process gradient."""
+    if world()[1] == 1:
+        return rows
+    return _GatherWithGrad.apply(rows)
