@@ -12,8 +12,9 @@ from pathlib import Path
 
 import click
 
-from ssgen.config import (apply_override, config_from_dict, from_dict, Config, load_config,
-                          read_config_file, to_dict)
+from ssgen.checkpoint import CONFIG_FILE
+from ssgen.config import (Config, apply_override, config_from_dict, from_dict, load_config, read_config_file,
+                          to_dict)
 from ssgen.errors import ConfigError, SsgenError
 from ssgen.eval.commands import fid, probe, report
 
@@ -22,13 +23,12 @@ CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--debug", is_flag=True, help="Show the full traceback on errors.")
-@click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+def cli(debug: bool) -> None:
     """Self-supervised generative modelling: SS-GAN, GAN baselines, pretext-task autoencoders,
     FID/FD and linear probes of what the networks learned.
 
     Start with: ssgen train --config configs/quick.yaml"""
-    ctx.obj = {"debug": debug}
+    # --debug is read by main() from sys.argv, before click parses anything
 
 
 def config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -45,7 +45,7 @@ def config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 def resume_config(run_dir: Path, config_path: str | None, overrides: tuple[str, ...], force: bool) -> Config:
     """The saved config of a run, with any changes refused unless --force."""
-    saved_file = run_dir / "config.yaml"
+    saved_file = run_dir / CONFIG_FILE
     if not saved_file.is_file():
         raise ConfigError(f"--resume {str(run_dir)!r}: not a run directory (no config.yaml)")
     saved = config_from_dict(read_config_file(saved_file, "the run's config"))
@@ -98,11 +98,9 @@ def train(config_path, overrides, resume_dir, force, no_progress):
 def sample(checkpoint, num, out, seed, device):
     """Write a grid of samples from CHECKPOINT (a .pt file or a run directory; EMA G where there is one)."""
     import torch
-    from PIL import Image
-    from torchvision.utils import make_grid
 
-    from ssgen.images import to_uint8
-    from ssgen.train.checkpoint import load_run
+    from ssgen.checkpoint import load_run
+    from ssgen.images import save_grid
     from ssgen.parallel import resolve_device
 
     if num < 1:
@@ -111,8 +109,7 @@ def sample(checkpoint, num, out, seed, device):
     if not run.method.generative:
         raise ConfigError(f"{run.cfg.method.name} is not a generative method; nothing to sample")
     images = run.method.sample(num, torch.Generator().manual_seed(seed))
-    grid = make_grid(to_uint8(images.cpu()), nrow=max(1, int(num ** 0.5)), padding=1)
-    Image.fromarray(grid.permute(1, 2, 0).numpy()).save(out)
+    save_grid(images, out)
     click.echo(f"{num} samples from {run.checkpoint} (step {run.step}) -> {out}")
 
 

@@ -1,12 +1,15 @@
 """Typed config: dataclasses <- YAML file <- `--set a.b=c` overrides.
 
 Unknown keys, wrong types, out-of-range values and unknown names are ConfigErrors that name
-the key and what was valid, raised before any compute. The `method` section's dataclass is
-chosen by `method.name` from the method registry, so each method declares its own options.
+the key and what was valid, raised before any compute. Sections whose kind is chosen
+by name (the method, each task, each network) take the options dataclass that their registry
+entry declares, so each method, task or network declares its own options; the registries import
+the packages that fill them, so this module imports no method.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import types
@@ -18,6 +21,7 @@ from typing import Any
 import yaml
 
 from ssgen.errors import ConfigError
+from ssgen.registry import ENCODERS, METHODS, OPTIMIZERS, SCHEDULES, Registry
 
 
 # ---------------------------------------------------------------- field helpers
@@ -31,6 +35,17 @@ def ranged(default: Any, low: float | None = None, high: float | None = None, *,
            low_open: bool = False) -> Any:
     """A number field checked against [low, high] ((low, high] when low_open)."""
     return field(default=default, metadata={"low": low, "high": high, "low_open": low_open})
+
+
+def named(registry: Registry, default: str) -> Any:
+    """A string field that must name an entry of `registry` (optimizers, schedules ...)."""
+    return field(default=default, metadata={"names": registry})
+
+
+def by_name(registry: Registry, default_factory: Any) -> Any:
+    """A section (or a list of sections) whose dataclass is the one that the registry entry
+    named by its `name` key declares: each method, task or network brings its own options."""
+    return field(default_factory=default_factory, metadata={"registry": registry})
 
 
 # ---------------------------------------------------------------- sections
@@ -50,6 +65,7 @@ class DataConfig:
 
 @dataclass
 class NetConfig:
+    """Options every network takes; a network with more options registers a subclass."""
     name: str = "resnet"           # registry name (generator / discriminator / encoder / decoder)
     width: int = ranged(128, 1)    # channels of the residual/conv blocks
     z_dim: int = ranged(128, 1)    # generator latent size
@@ -57,11 +73,24 @@ class NetConfig:
     spectral_norm: bool = True     # spectral norm in D / encoders that use it
 
 
+def net(registry: Registry = ENCODERS, **defaults) -> Any:
+    """A network section chosen by name from `registry`, with these defaults."""
+    return by_name(registry, lambda: NetConfig(**defaults))
+
+
 @dataclass
 class OptimConfig:
+    """One optimizer and its learning-rate schedule (ssgen/optim.py)."""
+    name: str = named(OPTIMIZERS, "adam")   # adam, adamw, sgd, lars
     lr: float = ranged(2e-4, 0.0, low_open=True)
-    betas: list[float] = field(default_factory=lambda: [0.0, 0.9])
+    betas: list[float] = field(default_factory=lambda: [0.0, 0.9])  # adam, adamw
+    momentum: float = ranged(0.9, 0.0, 1.0)      # sgd, lars
+    nesterov: bool = False                       # sgd, lars
     weight_decay: float = ranged(0.0, 0.0)
+    decay_norms_and_biases: bool = False         # false: 1-d tensors get no weight decay (nor LARS scaling)
+    trust: float = ranged(1e-3, 0.0, low_open=True)  # lars: the trust coefficient
+    schedule: str = named(SCHEDULES, "linear")   # linear (to 0), cosine (to 0), constant
+    warmup_steps: int = ranged(0, 0)             # linear warm-up before the schedule
 
 
 @dataclass
@@ -77,7 +106,6 @@ class TrainerConfig:
     device: str = "auto"                    # auto (cuda if available), cpu, cuda, cuda:N
     precision: str = choice("auto", "auto", "fp32", "bf16")  # auto: bf16 autocast on GPU, fp32 on CPU
     compile: bool = False                   # torch.compile the networks
-    lr_decay: str = choice("linear", "linear", "none")
     log_every: int = ranged(50, 1)
     sample_every: int = ranged(500, 1)
     checkpoint_every: int = ranged(500, 1)
@@ -120,30 +148,28 @@ class Config:
     seed: int = 0
     run_dir: str = ""                       # default: runs/<config file stem>
     data: DataConfig = field(default_factory=DataConfig)
-    method: MethodConfig = field(default_factory=MethodConfig)
+    method: MethodConfig = by_name(METHODS, MethodConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 # ---------------------------------------------------------------- parsing
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _convert(value: Any, tp: Any, key: str) -> Any:
+def _convert(value: Any, tp: Any, key: str, registry: Registry | None = None, base: Any = None) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
-        return _convert(value, args[0], key)
+        return _convert(value, args[0], key, registry, base)
     if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, key)
+        if registry is not None:
+            tp = _chosen_class(registry, value, base, tp, key)
+        return from_dict(tp, value, key, base if type(base) is tp else None)
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
         (item,) = typing.get_args(tp)[:1] or (Any,)
-        return [_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+        return [_convert(v, item, f"{key}[{i}]", registry) for i, v in enumerate(value)]
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -169,9 +195,21 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
+def _chosen_class(registry: Registry, raw: Any, base: Any, declared: type, key: str) -> type:
+    """The options dataclass of the entry that `raw` names (or the default section names)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{key}: expected a mapping of keys, got {raw!r}")
+    name = raw.get("name", getattr(base, "name", None) or declared.name)
+    if not isinstance(name, str):  # looked up before the section's own type checks
+        raise ConfigError(f"{key}.name: expected a string, got {name!r}")
+    return registry.config_class(name, f"{key}.name", default=declared)
+
+
 def _check_range(value: Any, meta: typing.Mapping, key: str) -> None:
     if "choices" in meta and value not in meta["choices"]:
         raise ConfigError(f"{key}: {value!r} is not one of {', '.join(meta['choices'])}")
+    if "names" in meta:
+        meta["names"].get(value, key)  # a ConfigError listing the valid names
     low, high = meta.get("low"), meta.get("high")
     if low is not None and (value < low or (meta.get("low_open") and value == low)):
         sign = ">" if meta.get("low_open") else ">="
@@ -180,24 +218,19 @@ def _check_range(value: Any, meta: typing.Mapping, key: str) -> None:
         raise ConfigError(f"{key}: {value!r} is out of range; expected <= {high}")
 
 
-def method_config_class(name: str, key: str = "method.name") -> type:
-    from ssgen.methods import METHODS  # imports every method module, filling the registry
-
-    return METHODS.get(name, key).Config
+def _default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
-def from_dict(cls: type, raw: Any, prefix: str = "") -> Any:
-    """Build dataclass `cls` from a plain dict, checking keys, types and ranges."""
+def from_dict(cls: type, raw: Any, prefix: str = "", base: Any = None) -> Any:
+    """Build dataclass `cls` from a plain dict, checking keys, types and ranges. Keys the dict
+    leaves out keep the values of `base` (a section's default, e.g. G's width 256), else the
+    class defaults."""
     where = prefix or "config"
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping of keys, got {raw!r}")
-    if cls is MethodConfig or (prefix == "method" and issubclass(cls, MethodConfig)):
-        name = raw.get("name", MethodConfig.name)
-        if not isinstance(name, str):  # looked up before the section's own type checks
-            raise ConfigError(f"{where}.name: expected a string, got {name!r}")
-        cls = method_config_class(name, f"{where}.name")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = [k for k in raw if k not in fields]
@@ -206,16 +239,20 @@ def from_dict(cls: type, raw: Any, prefix: str = "") -> Any:
             f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(fields)}"
         )
     kwargs = {}
-    for name, value in raw.items():
+    for name, f in fields.items():
         key = f"{prefix}.{name}" if prefix else name
-        converted = _convert(value, hints[name], key)
-        _check_range(converted, fields[name].metadata, key)
-        kwargs[name] = converted
-    for name in fields:
-        # An absent method section is the default method's, not the bare base class (which lacks
-        # every option a method reads).
-        if name not in raw and hints[name] is MethodConfig:
-            kwargs[name] = from_dict(MethodConfig, {}, f"{prefix}.{name}" if prefix else name)
+        default = copy.deepcopy(getattr(base, name)) if base is not None else _default(f)
+        registry = f.metadata.get("registry")
+        if name in raw:
+            value = _convert(raw[name], hints[name], key, registry, default)
+            _check_range(value, f.metadata, key)
+        elif registry is not None and dataclasses.is_dataclass(hints[name]):
+            # An absent section is its default entry's, built with that entry's own options
+            # (the default method's, not the bare base class, which lacks every option a method reads).
+            value = _convert({}, hints[name], key, registry, default)
+        else:
+            value = default
+        kwargs[name] = value
     return cls(**kwargs)
 
 

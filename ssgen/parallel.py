@@ -86,9 +86,11 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
-def local_slice(global_tensor: torch.Tensor) -> torch.Tensor:
-    """This process's share of a tensor that every process drew identically (dim 0 split evenly)."""
-    rank, world_size = world()
+def local_slice(global_tensor: torch.Tensor, rank: int | None = None, world_size: int | None = None) -> torch.Tensor:
+    """This process's share of a tensor that every process drew identically (dim 0 split
+    evenly); `rank` and `world_size` default to this process's."""
+    if rank is None or world_size is None:
+        rank, world_size = world()
     return global_tensor.chunk(world_size)[rank] if world_size > 1 else global_tensor
 
 

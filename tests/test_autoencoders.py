@@ -101,7 +101,8 @@ def test_encoder_decoder_shapes(resolution):
     cfg = load_config(None, ["method.name=denoising"]).method
     net = build_autoencoder(cfg.encoder, cfg.decoder, resolution, in_channels=1, out_channels=5)
     x = torch.zeros(2, 1, resolution, resolution)
-    assert net.encoder(x).shape == (2, 128, 8, 8)
+    assert net.encoder.feature_map(x).shape == (2, 128, 8, 8)
+    assert net.encoder(x).shape == (2, 128)  # the pooled representation
     assert net(x).shape == (2, 5, resolution, resolution)
 
 

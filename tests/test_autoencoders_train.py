@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from ssgen.config import load_config
-from ssgen.train.checkpoint import build_method
+from ssgen.checkpoint import build_method
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 METHOD_NAMES = ["denoising", "context", "split_brain", "colorization"]
@@ -29,7 +29,7 @@ def test_shapes_config_trains_end_to_end(name, tmp_path):
     pytest.importorskip("ssgen.train.trainer", reason="the trainer's data module has not landed",
                         exc_type=ImportError)
     from ssgen.eval.metrics import read_metrics
-    from ssgen.train.checkpoint import list_checkpoints
+    from ssgen.checkpoint import list_checkpoints
     from ssgen.train.trainer import train
 
     cfg = load_config(CONFIGS / f"{name}_shapes.yaml", [f"run_dir={tmp_path / 'run'}", *FAST])

@@ -22,7 +22,7 @@ from PIL import Image
 from ssgen.config import load_config, to_dict
 from ssgen.data import build_dataset
 from ssgen.errors import ConfigError, DataError
-from ssgen.train.checkpoint import list_checkpoints, read_checkpoint
+from ssgen.checkpoint import list_checkpoints, read_checkpoint
 from ssgen.train.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -231,7 +231,7 @@ def wider(method: dict) -> None:
 
 
 def plain_gan(method: dict) -> None:
-    for key in ("beta", "alpha", "rotation_fraction", "rotation_only"):
+    for key in ("beta", "alpha", "rotation_fraction"):
         del method[key]
     method["name"] = "gan"
 

@@ -118,14 +118,22 @@ def stream_of(n=20, batch=4, **kw):
     return BatchStream(images, batch, torch.device("cpu"), flip=True, seed=0, **kw)
 
 
-def test_an_epoch_visits_every_image_once():
+def same_batch(a, b) -> bool:
+    return torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels) and torch.equal(a.indices, b.indices)
+
+
+def test_an_epoch_visits_every_image_once_with_its_label_and_row():
     stream = stream_of(n=20, batch=4)
-    pool = stream.images.get(slice(None))[0].float() / 127.5 - 1
-    seen = torch.cat([stream() for _ in range(5)])
+    pool, labels = stream.images.get(slice(None))
+    pool = pool.float() / 127.5 - 1
+    batches = [stream() for _ in range(5)]
+    seen = torch.cat([b.images for b in batches])
     # each batch row is one pool image, possibly mirrored
     matches = [int(((pool == row).all((1, 2, 3)) | (pool == row.flip(2)).all((1, 2, 3))).nonzero()[0])
                for row in seen]
     assert sorted(matches) == list(range(20))
+    assert matches == torch.cat([b.indices for b in batches]).tolist()  # indices name the rows
+    assert torch.equal(torch.cat([b.labels for b in batches]), labels[matches])
 
 
 def test_stream_resumes_exactly_from_its_state():
@@ -134,20 +142,22 @@ def test_stream_resumes_exactly_from_its_state():
         a()
     b.load_state_dict(a.state_dict())
     for _ in range(6):
-        assert torch.equal(a(), b())
+        assert same_batch(a(), b())
 
 
 def test_streamed_and_resident_batches_are_the_same():
     resident, streamed = stream_of(device_resident="yes"), stream_of(device_resident="no", workers=0)
     for _ in range(8):
-        assert torch.equal(resident(), streamed())
+        assert same_batch(resident(), streamed())
 
 
 def test_ranks_take_disjoint_halves_of_the_global_batch():
     whole = stream_of(batch=8)
     halves = [stream_of(batch=8, rank=r, world_size=2) for r in range(2)]
     for _ in range(3):
-        assert torch.equal(whole(), torch.cat([h() for h in halves]))
+        full, parts = whole(), [h() for h in halves]
+        for field in ("images", "labels", "indices"):
+            assert torch.equal(getattr(full, field), torch.cat([getattr(p, field) for p in parts]))
 
 
 def test_fewer_images_than_a_batch_is_an_error():

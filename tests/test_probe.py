@@ -3,7 +3,8 @@
 import torch
 
 from ssgen.config import Config, ProbeConfig
-from ssgen.eval.probe import ProbeData, fixed_subset, linear_probe, probe_accuracy
+from ssgen.data.base import seeded_subset
+from ssgen.eval.probe import ProbeData, linear_probe, probe_accuracy
 from ssgen.methods.base import DataInfo, Method
 
 
@@ -70,6 +71,6 @@ def test_probe_of_a_method_per_layer_and_mode_restored():
 
 
 def test_subsets_are_fixed_and_spread():
-    a, b = fixed_subset(1000, 100), fixed_subset(1000, 100)
+    a, b = seeded_subset(1000, 100), seeded_subset(1000, 100)
     assert torch.equal(a, b) and len(a.unique()) == 100 and a.max() > 500
-    assert torch.equal(fixed_subset(50, 100), torch.arange(50))
+    assert torch.equal(seeded_subset(50, 100), torch.arange(50))

@@ -22,8 +22,8 @@ import torch
 from ssgen.config import load_config
 from ssgen.errors import CheckpointError
 from ssgen.methods.ssgan import SSGAN
-from ssgen.train import checkpoint as ckpt
-from ssgen.train.checkpoint import list_checkpoints, read_checkpoint
+from ssgen import checkpoint as ckpt
+from ssgen.checkpoint import list_checkpoints, read_checkpoint
 from ssgen.train.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,9 +85,9 @@ class LossHook:
     def __init__(self, monkeypatch, change):
         self.step, original = 0, SSGAN.g_loss
 
-        def g_loss(method, fake):
+        def g_loss(method, fake, *args):
             self.step += 1
-            loss, logs = original(method, fake)
+            loss, logs = original(method, fake, *args)
             loss = change(loss, self.step)
             logs["loss/g"] = loss.detach()
             return loss, logs
@@ -105,7 +105,7 @@ def test_checkpoint_write_is_temp_fsync_rename_and_a_failed_write_keeps_the_old_
     monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("replace", Path(a).name)),
                                                       real_replace(a, b))[1])
     ckpt.atomic_save({"format": 1, "method": {"w": torch.full((3,), 2.0)}}, path)
-    assert events[:2] == ["fsync", ("replace", ".step-00000001.pt.tmp")]  # data durable before the rename
+    assert events[:2] == ["fsync", ("replace", f".step-00000001.pt.{os.getpid()}.tmp")]  # durable, then renamed
     assert torch.equal(read_checkpoint(path)["method"]["w"], torch.full((3,), 2.0))
 
     real_save = torch.save

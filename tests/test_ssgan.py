@@ -3,7 +3,9 @@ import torch
 
 from ssgen.config import load_config
 from ssgen.errors import ConfigError
-from ssgen.methods.base import DataInfo
+from ssgen.nets.base import Generator
+from ssgen.registry import METHODS
+from ssgen.step import DataInfo
 from ssgen.methods.gan import GAN
 from ssgen.methods.ssgan import SSGAN
 from ssgen.data import build_dataset
@@ -26,7 +28,7 @@ def shapes_batch(n=16):
 def test_rotation_weights_zero_give_the_plain_gan_losses():
     ss = tiny("ssgan", "method.beta=0", "method.alpha=0")
     gan = tiny("gan")
-    gan.load_state_dict({k: v for k, v in ss.state_dict().items() if not k.startswith("rotation_head")})
+    gan.load_state_dict({k: v for k, v in ss.state_dict().items() if not k.startswith("tasks.")})
     real, fake = torch.randn(8, 3, 32, 32), torch.randn(8, 3, 32, 32)
     ss.eval(), gan.eval()  # spectral norm without a power-iteration update: same weights both sides
     assert torch.allclose(ss.d_loss(real, fake)[0], gan.d_loss(real, fake)[0], atol=1e-5)
@@ -50,12 +52,15 @@ def test_a_few_steps_lower_the_rotation_loss():
     assert sum(losses[-3:]) / 3 < 0.7 * sum(losses[:3]) / 3, losses
 
 
-def test_rotation_only_trains_d_and_leaves_g_alone():
-    ss = tiny("ssgan", "method.rotation_only=true", "method.n_dis=1")
-    before = [p.clone() for p in ss.G.parameters()]
-    logs = ss.train_step(lambda: torch.randn(8, 3, 32, 32))
-    assert "loss/d_gan" not in logs and "loss/g" not in logs
-    assert all(torch.equal(a, b) for a, b in zip(before, ss.G.parameters()))
+def test_rotnet_is_the_encoder_method_with_rotation_and_has_no_generator():
+    cfg = load_config(None, ["method.name=encoder", "method.encoder.width=16"])
+    torch.manual_seed(0)
+    rotnet = METHODS.get("encoder")(cfg.method, DataInfo(resolution=32))
+    assert not any(isinstance(m, Generator) for m in rotnet.modules())
+    before = [p.clone() for p in rotnet.encoder.parameters()]
+    logs = rotnet.train_step(lambda: torch.randn(8, 3, 32, 32))
+    assert set(logs) == {"loss/rotation", "rotation/acc_real", "loss/total"}
+    assert not any(torch.equal(a, b) for a, b in zip(before, rotnet.encoder.parameters()))
 
 
 def test_batch_must_hold_a_whole_rotation_subset():

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from ssgen.cli import cli
 from ssgen.config import load_config
 from ssgen.eval.metrics import read_metrics
-from ssgen.train.checkpoint import list_checkpoints, read_checkpoint
+from ssgen.checkpoint import list_checkpoints, read_checkpoint
 from ssgen.train.trainer import train
 
 QUICK = Path(__file__).resolve().parents[1] / "configs" / "quick.yaml"

@@ -21,7 +21,7 @@ import torch
 from ssgen.config import config_from_dict
 from ssgen.eval.fid import FrechetDistance, resolve_extractor
 from ssgen.eval.probe import ProbeData, linear_probe
-from ssgen.train.checkpoint import build_method
+from ssgen.checkpoint import build_method
 from ssgen.parallel import resolve_device
 
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from ssgen.config import load_config
 from ssgen.methods.gan import d_adversarial_loss, g_adversarial_loss
 from ssgen.pretext.rotation import rotate4
-from ssgen.train.checkpoint import build_method
+from ssgen.checkpoint import build_method
 from ssgen.parallel import resolve_device
 from ssgen.train.trainer import autocast
 

@@ -12,6 +12,14 @@ from ssgen.errors import DataError
 Indices = torch.Tensor | slice
 
 
+def seeded_subset(num_items: int, size: int, seed: int = 0) -> torch.Tensor:
+    """Sorted indices of a seeded random `size` of num_items (all when size is 0 or not
+    smaller). Image folders are sorted by class, so the first N would not sample the classes."""
+    if not size or size >= num_items:
+        return torch.arange(num_items)
+    return torch.randperm(num_items, generator=torch.Generator().manual_seed(seed))[:size].sort().values
+
+
 class ImageSet:
     """Images of one split. In memory (`images` set) or lazy (`decode(i)` per image)."""
 
@@ -54,7 +62,7 @@ class ImageSet:
         """A fixed random `size` of the images (all when size is 0 or not smaller)."""
         if not size or size >= len(self):
             return self
-        rows = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:size].sort().values
+        rows = seeded_subset(len(self), size, seed)
         if self.images is not None:
             return ImageSet(self.name, self.split, self.resolution, self.classes, self.labels[rows],
                             images=self.images[rows])

@@ -1,4 +1,5 @@
-"""Training batches: shuffled every epoch, random horizontal flips, exact to resume.
+"""Training batches (images, labels, dataset rows): shuffled every epoch, random horizontal
+flips, exact to resume.
 
 Each epoch's order and flips are drawn up front from a private generator, so the stream's state
 is (generator, order, flips, position) and a resumed run sees the very batches an uninterrupted
@@ -15,6 +16,8 @@ from torch.utils.data import DataLoader, Dataset
 from ssgen.data.base import ImageSet
 from ssgen.errors import DataError
 from ssgen.images import to_float
+from ssgen.parallel import local_slice
+from ssgen.step import Batch
 
 DEVICE_LIMIT = 4 << 30  # bytes of uint8 images held on the device under device_resident=auto
 
@@ -44,6 +47,7 @@ class BatchStream:
         self.pool = None
         if resident:
             self.pool = (images.images if images.in_memory else images.get(slice(None))[0]).to(device)
+        self.labels = images.labels.to(device)
         self._new_epoch()
 
     def _new_epoch(self) -> None:
@@ -53,22 +57,22 @@ class BatchStream:
         self._loader = None
 
     def _local(self, rows: torch.Tensor) -> torch.Tensor:
-        return rows.chunk(self.world_size)[self.rank] if self.world_size > 1 else rows
+        return local_slice(rows, self.rank, self.world_size)
 
-    def __call__(self) -> torch.Tensor:
+    def __call__(self) -> Batch:
         if self.position + self.batch_size > len(self.images):  # drop the ragged end
             self._new_epoch()
         span = slice(self.position, self.position + self.batch_size)
         self.position += self.batch_size
-        rows, flips = self._local(self.order[span]), self._local(self.flips[span])
+        rows, flips = self._local(self.order[span]).to(self.device), self._local(self.flips[span])
         if self.pool is not None:
-            batch = self.pool[rows.to(self.device)]
+            images = self.pool[rows]
         else:
-            batch = next(self._stream()).to(self.device, non_blocking=True)
+            images = next(self._stream()).to(self.device, non_blocking=True)
         if self.flip:
             mirror = flips.to(self.device)[:, None, None, None]
-            batch = torch.where(mirror, batch.flip(3), batch)
-        return to_float(batch)
+            images = torch.where(mirror, images.flip(3), images)
+        return Batch(to_float(images), self.labels[rows], rows)
 
     def _stream(self):
         """Prefetching loader over the rest of this epoch's batches (streamed sets only)."""

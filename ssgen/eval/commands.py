@@ -13,11 +13,8 @@ import click
 from ssgen.errors import ConfigError
 from ssgen.registry import EXTRACTORS
 
-CHECKPOINT_HELP = "A checkpoint file, or a run directory (its newest readable checkpoint)."
-
-
 def load(checkpoint: str, device: str):
-    from ssgen.train.checkpoint import load_run
+    from ssgen.checkpoint import load_run
     from ssgen.parallel import resolve_device
 
     resolved = resolve_device(device)
@@ -59,7 +56,7 @@ def fid(checkpoint, data_path, data_name, split, num, extractor, weights, device
     statistics are cached in ~/.cache/ssgen/fid ($SSGEN_CACHE/fid if set) and reused across runs."""
     from ssgen.data import build_dataset
     from ssgen.eval.fid import FrechetDistance, resolve_extractor
-    from ssgen.eval.metrics import append_metrics
+    from ssgen.eval.metrics import METRICS_FILE, append_metrics
 
     if num < 2:
         raise ConfigError(f"-n {num}: expected at least 2 samples")
@@ -75,7 +72,7 @@ def fid(checkpoint, data_path, data_name, split, num, extractor, weights, device
     click.echo(f"{feature_space.label}: {value:.4f}")
     click.echo(f"protocol: {json.dumps(distance.protocol)}")
     append_metrics(run.run_dir, run.step, {feature_space.metric_key: value}, distance.protocol)
-    click.echo(f"appended to {run.run_dir / 'metrics.jsonl'} (step {run.step})")
+    click.echo(f"appended to {run.run_dir / METRICS_FILE} (step {run.step})")
 
 
 @click.command()
@@ -99,7 +96,7 @@ def probe(checkpoint, layers, random_init, train_size, test_size, data_path, dat
 
     from ssgen.data import build_dataset, require_labels
     from ssgen.eval.probe import ProbeData, linear_probe
-    from ssgen.train.checkpoint import build_method
+    from ssgen.checkpoint import build_method
 
     run, device = load(checkpoint, device)
     cfg = dataclasses.replace(run.cfg.eval.probe, **{k: v for k, v in (("train_size", train_size),

@@ -22,10 +22,11 @@ import numpy as np
 import torch
 
 from ssgen.errors import ConfigError, SsgenError
-from ssgen.eval.probe import fixed_subset
+from ssgen.files import atomic_write
+from ssgen.data.base import seeded_subset
 from ssgen.images import to_uint8
 from ssgen.registry import EXTRACTORS
-from ssgen.parallel import all_ranks, gather_rows, shard, world
+from ssgen.parallel import all_ranks, gather_rows, near_equal_sizes, shard, world
 
 INCEPTION = "inception-v3-compat"
 INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
@@ -245,21 +246,14 @@ def reference_stats(images, num_real: int, extractor: Extractor, net_for, device
     if all_ranks(path.is_file()):  # under torchrun, all read it or all compute it together
         with np.load(path, allow_pickle=False) as saved:
             return saved["mu"], saved["sigma"]
-    chunks = fixed_subset(len(images), num_real).split(batch_size)
+    chunks = seeded_subset(len(images), num_real).split(batch_size)
     batches = (images.get(chunk)[0] for chunk in chunks[shard(len(chunks))])  # this process's share
     mu, sigma = extract(net_for(), batches, device, [len(chunk) for chunk in chunks])
     if world()[0] != 0:
         return mu, sigma
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")  # atomic: parallel runs may race
-    np.savez(tmp, mu=mu, sigma=sigma)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: np.savez(f, mu=mu, sigma=sigma))  # parallel runs may race to write it
     return mu, sigma
-
-
-def fake_batch_sizes(num_fake: int, batch_size: int) -> list[int]:
-    # Near-equal batches: never a last batch of one, which a generator's batch norm cannot normalise.
-    return [len(chunk) for chunk in torch.arange(num_fake).tensor_split(-(-num_fake // batch_size))]
 
 
 def fake_batches(method, num_fake: int, batch_size: int, seed: int):
@@ -267,7 +261,7 @@ def fake_batches(method, num_fake: int, batch_size: int, seed: int):
     torchrun, this process's share of the batches: the others' latents are drawn and skipped,
     so each batch is the one a single process would sample."""
     generator = torch.Generator().manual_seed(seed)
-    sizes = fake_batch_sizes(num_fake, batch_size)
+    sizes = near_equal_sizes(num_fake, batch_size)
     mine = shard(len(sizes))
     for i, size in enumerate(sizes[: mine.stop]):
         if i < mine.start:
@@ -309,7 +303,7 @@ class FrechetDistance:
         computes the distance (the others return nan)."""
         mu_real, sigma_real = self.reference()
         fakes = fake_batches(method, self.num_fake, self.batch_size, self.seed)
-        mu, sigma = extract(self.net(), fakes, self.device, fake_batch_sizes(self.num_fake, self.batch_size))
+        mu, sigma = extract(self.net(), fakes, self.device, near_equal_sizes(self.num_fake, self.batch_size))
         if world()[0] != 0:
             return float("nan")
         return frechet_distance(mu, sigma, mu_real, sigma_real)

@@ -15,16 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from ssgen.config import ProbeConfig
+from ssgen.data.base import seeded_subset
 from ssgen.images import to_float
 from ssgen.parallel import gather_rows, shard, world
-
-
-def fixed_subset(num_images: int, size: int, seed: int = 0) -> torch.Tensor:
-    """Sorted indices of a seeded random subset (all when size >= num_images). Image folders are
-    sorted by class, so the first N would not be a sample of the classes."""
-    if size >= num_images:
-        return torch.arange(num_images)
-    return torch.randperm(num_images, generator=torch.Generator().manual_seed(seed))[:size].sort().values
 
 
 @dataclass
@@ -39,8 +32,8 @@ class ProbeData:
 
     @classmethod
     def from_sets(cls, train_set, test_set, train_size: int, test_size: int, seed: int = 0) -> "ProbeData":
-        train_images, train_labels = train_set.get(fixed_subset(len(train_set), train_size, seed))
-        test_images, test_labels = test_set.get(fixed_subset(len(test_set), test_size, seed))
+        train_images, train_labels = train_set.get(seeded_subset(len(train_set), train_size, seed))
+        test_images, test_labels = test_set.get(seeded_subset(len(test_set), test_size, seed))
         num_classes = len(train_set.classes) or int(max(train_labels.max(), test_labels.max())) + 1
         return cls(train_images, train_labels, test_images, test_labels, num_classes, train_set.name)
 

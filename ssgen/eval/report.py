@@ -15,6 +15,7 @@ from typing import Callable
 
 import yaml
 
+from ssgen.checkpoint import CONFIG_FILE
 from ssgen.errors import CheckpointError
 from ssgen.eval.metrics import METRICS_FILE, read_metrics
 
@@ -53,7 +54,7 @@ def load_run_metrics(path: Path, label: str) -> Run:
         for key, value in record["metrics"].items():
             if any(family.selects(key) for family in FAMILIES):
                 series.setdefault((key, protocol), []).append((record["step"], value))
-    config_file = path / "config.yaml"
+    config_file = path / CONFIG_FILE
     config = (yaml.safe_load(config_file.read_text()) or {}) if config_file.is_file() else {}
     return Run(label, path, config, series)
 

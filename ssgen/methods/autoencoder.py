@@ -1,5 +1,5 @@
 """What the four pretext-task autoencoders share (denoising, context, split_brain, colorization):
-an encoder-decoder from the config, one Adam optimizer, a train step of `loss(x)`, and probe
+an encoder-decoder from the config, one optimizer, a train step of `loss(x)`, and probe
 features from the encoder. A subclass says what its network sees and predicts (`loss`),
 which view of an image its encoder reads (`encoder_input`) and what it shows (`image_grids`).
 """
@@ -7,25 +7,21 @@ which view of an image its encoder reads (`encoder_input`) and what it shows (`i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 
-from ssgen.config import MethodConfig, NetConfig, OptimConfig
-from ssgen.methods.base import DataInfo, Method, NextBatch
-from ssgen.methods.gan import adam
+from ssgen.config import MethodConfig, NetConfig, OptimConfig, net
+from ssgen.methods.base import Method, NextBatch
 from ssgen.nets.autoencoder import EncoderDecoder, build_autoencoder
-
-
-def autoencoder_net() -> NetConfig:
-    # No spectral norm: nothing here is a critic whose Lipschitz constant matters.
-    return NetConfig(width=128, spectral_norm=False)
+from ssgen.registry import DECODERS, ENCODERS
+from ssgen.step import DataInfo, Progress, as_batch
 
 
 @dataclass
 class AutoencoderConfig(MethodConfig):
-    encoder: NetConfig = field(default_factory=autoencoder_net)
-    decoder: NetConfig = field(default_factory=autoencoder_net)
+    # No spectral norm: nothing here is a critic whose Lipschitz constant matters.
+    encoder: NetConfig = net(ENCODERS, width=128, spectral_norm=False)
+    decoder: NetConfig = net(DECODERS, width=128, spectral_norm=False)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, betas=[0.5, 0.999]))
 
 
@@ -60,24 +56,19 @@ class Autoencoder(Method):
         """The pretext loss on a batch of clean [-1, 1] images, and what to log."""
         raise NotImplementedError
 
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        # Built lazily, after the trainer moved the method to its device (fused Adam needs that).
-        if not hasattr(self, "_optimizers"):
-            self._optimizers = {"autoencoder": adam(list(self.nets.parameters()), self.cfg.optim)}
-        return self._optimizers
+    def optimized(self):
+        return {"autoencoder": (list(self.nets.parameters()), self.cfg.optim)}
 
-    def train_step(self, next_batch: NextBatch) -> dict[str, torch.Tensor]:
-        loss, logs = self.loss(next_batch())
-        self.optimize(self.optimizers()["autoencoder"], loss)
+    def train_step(self, next_batch: NextBatch, progress: Progress = Progress()) -> dict[str, torch.Tensor]:
+        loss, logs = self.loss(as_batch(next_batch()).images)
+        self.optimize("autoencoder", loss)
         return logs
 
     def compile_networks(self) -> None:
         for net in self.nets.values():
             net.compile()
 
-    @torch.no_grad()
-    def features(self, x: torch.Tensor, layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
-        layers = self.check_features(layers)
+    def compute_features(self, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
         views = self.encoder_inputs(x)
         per_net = [net.encoder.block_features(views[name], layers) for name, net in self.nets.items()]
         return {layer: torch.cat([f[layer] for f in per_net], dim=1).float() for layer in layers}

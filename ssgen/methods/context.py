@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ssgen.config import NetConfig, OptimConfig, choice, ranged
+from ssgen.config import NetConfig, OptimConfig, choice, net, ranged
+from ssgen.losses.adversarial import KINDS, d_adversarial_loss, g_adversarial_loss
 from ssgen.methods.autoencoder import Autoencoder, AutoencoderConfig, grid_generator
-from ssgen.methods.gan import adam, d_adversarial_loss, g_adversarial_loss
 from ssgen.pretext.masks import central_mask, mask_border, random_block_mask, random_region_mask
-from ssgen.registry import DISCRIMINATORS, METHODS
 from ssgen.parallel import global_draw
+from ssgen.registry import DISCRIMINATORS, METHODS
 
 
 @dataclass
@@ -31,8 +31,8 @@ class ContextConfig(AutoencoderConfig):
     overlap_weight: float = ranged(10.0, 0.0)   # L2 weight of that ring relative to the hidden part
     adversarial: bool = False
     adversarial_weight: float = ranged(0.001, 0.0, 1.0)
-    gan_loss: str = choice("ns", "ns", "hinge")
-    discriminator: NetConfig = field(default_factory=lambda: NetConfig(width=128))
+    gan_loss: str = choice("ns", *KINDS)
+    discriminator: NetConfig = net(DISCRIMINATORS, width=128)
     d_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, betas=[0.5, 0.999]))
 
 
@@ -48,11 +48,11 @@ class ContextEncoder(Autoencoder):
     def build_networks(self):
         return {"inpainter": self.autoencoder(3, 3)}
 
-    def optimizers(self):
-        optimizers = super().optimizers()
-        if self.D is not None and "discriminator" not in optimizers:
-            optimizers["discriminator"] = adam(list(self.D.parameters()), self.cfg.d_optim)
-        return optimizers
+    def optimized(self):
+        optimized = super().optimized()
+        if self.D is not None:
+            optimized["discriminator"] = (list(self.D.parameters()), self.cfg.d_optim)
+        return optimized
 
     def compile_networks(self) -> None:
         super().compile_networks()
@@ -76,9 +76,6 @@ class ContextEncoder(Autoencoder):
         prediction = torch.tanh(self.nets["inpainter"](context)).float()
         return mask, ring, context, torch.where(mask, prediction, x), prediction
 
-    def critic(self, x: torch.Tensor) -> torch.Tensor:
-        return self.D.critic(self.D(x)).squeeze(1)
-
     def loss(self, x):
         mask, ring, _, completed, prediction = self.inpaint(x)
         weights = mask.float() + (self.cfg.overlap_weight - 1) * ring.float()   # ring is inside the mask
@@ -87,9 +84,9 @@ class ContextEncoder(Autoencoder):
         if self.D is None:
             return l2, logs
         # The discriminator's step first, on the completion as it is now.
-        d_loss = d_adversarial_loss(*self.critic(torch.cat([x, completed.detach()])).chunk(2), self.cfg.gan_loss)
-        self.optimize(self.optimizers()["discriminator"], d_loss)
-        adversarial = g_adversarial_loss(self.critic(completed), self.cfg.gan_loss)
+        d_loss = d_adversarial_loss(*self.D.score(torch.cat([x, completed.detach()])).chunk(2), self.cfg.gan_loss)
+        self.optimize("discriminator", d_loss)
+        adversarial = g_adversarial_loss(self.D.score(completed), self.cfg.gan_loss)
         w = self.cfg.adversarial_weight
         loss = (1 - w) * l2 + w * adversarial
         logs.update({"loss/d": d_loss.detach(), "loss/adversarial": adversarial.detach(), "loss/total": loss.detach()})

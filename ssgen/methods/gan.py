@@ -1,54 +1,42 @@
-"""Unconditional GAN baseline: n_dis D steps per G step, hinge or non-saturating loss, optional EMA of G.
+"""Unconditional GAN: n_dis D steps per G step, hinge or non-saturating loss, optional EMA of G,
+and any self-supervised tasks on D (`tasks`).
 
-SS-GAN (ssgan.py) subclasses this and overrides only `d_loss` and `g_loss`.
+    D loss = GAN loss(real, fake)  + Σ d_weight * task loss(task inputs made from REAL images)
+    G loss = GAN loss(fake)        + Σ g_weight * task loss(task inputs made from FAKE images)
+
+The GAN loss sees the images as they are; the tasks see their own inputs (rotations, crops,
+tiles). Real, fake and every task's inputs share one D pass (D has no batch-dependent layers).
+SS-GAN (ssgan.py) is this with the rotation task.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
-from typing import Sequence
-
 import torch
-import torch.nn.functional as F
 
-from ssgen.config import MethodConfig, NetConfig, OptimConfig, choice, ranged
-from ssgen.methods.base import DataInfo, Method, NextBatch
+from ssgen.config import MethodConfig, NetConfig, OptimConfig, choice, net, ranged
+from ssgen.losses.adversarial import KINDS, d_adversarial_loss, g_adversarial_loss
+from ssgen.methods.base import Method, NextBatch
+from ssgen.nets.momentum import MomentumCopy
+from ssgen.parallel import local_slice, near_equal_sizes, world
 from ssgen.registry import DISCRIMINATORS, GENERATORS, METHODS
-from ssgen.parallel import local_slice, world
-
-
-def d_adversarial_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
-    if kind == "hinge":
-        return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
-    # non-saturating: -log sigmoid(real) - log(1 - sigmoid(fake))
-    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
-
-
-def g_adversarial_loss(fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
-    if kind == "hinge":
-        return -fake_logits.mean()
-    return F.softplus(-fake_logits).mean()
+from ssgen.step import DataInfo, Progress, as_batch
+from ssgen.tasks.base import (TaskConfig, build_tasks, check_tasks, encode_together, listed_keys,
+                              task_losses, tasks_field)
 
 
 @dataclass
 class GANConfig(MethodConfig):
     name: str = "gan"
-    loss: str = choice("hinge", "hinge", "ns")
+    loss: str = choice("hinge", *KINDS)
     n_dis: int = ranged(5, 1)                       # D steps per G step
-    generator: NetConfig = field(default_factory=lambda: NetConfig(width=256))
-    discriminator: NetConfig = field(default_factory=lambda: NetConfig(width=128))
+    generator: NetConfig = net(GENERATORS, width=256)
+    discriminator: NetConfig = net(DISCRIMINATORS, width=128)
     g_optim: OptimConfig = field(default_factory=OptimConfig)
     d_optim: OptimConfig = field(default_factory=OptimConfig)
     ema_decay: float = ranged(0.0, 0.0, 0.99999)    # EMA of G's weights for sampling; 0: off
     sample_batch: int = ranged(256, 2)              # G batch when drawing many samples (FID)
-
-
-def adam(params, cfg: OptimConfig) -> torch.optim.Adam:
-    # fused Adam is one kernel per step on CUDA; the CPU build falls back to the default path.
-    fused = all(p.is_cuda for p in params) or None
-    return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
-                            fused=fused)
+    tasks: list[TaskConfig] = tasks_field()         # self-supervised tasks on D, e.g. [{name: rotation}]
 
 
 @METHODS.register("gan")
@@ -61,35 +49,47 @@ class GAN(Method):
         self.G = GENERATORS.get(cfg.generator.name, "method.generator.name")(cfg.generator, data.resolution)
         self.D = DISCRIMINATORS.get(cfg.discriminator.name, "method.discriminator.name")(
             cfg.discriminator, data.resolution)
-        self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if cfg.ema_decay > 0 else None
+        self.G_ema = MomentumCopy(self.G, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        self.tasks = build_tasks(self.task_configs(), self.D, data, spectral_norm=cfg.discriminator.spectral_norm)
         self.feature_layers = ["penultimate", *self.D.block_names]
-        self.trains_generator = True
 
-    def d_parameters(self) -> list[torch.nn.Parameter]:
-        """Everything D's optimizer updates (SS-GAN adds its rotation head)."""
-        return list(self.D.parameters())
+    def task_configs(self) -> list[TaskConfig]:
+        return list(self.cfg.tasks)
 
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        # Built lazily, after the trainer moved the method to its device (fused Adam needs that).
-        if not hasattr(self, "_optimizers"):
-            self._optimizers = {"d": adam(self.d_parameters(), self.cfg.d_optim),
-                                "g": adam(list(self.G.parameters()), self.cfg.g_optim)}
-        return self._optimizers
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        check_tasks(cfg.method.tasks, cfg, listed_keys(len(cfg.method.tasks)))
+
+    def optimized(self):
+        return {"d": ([*self.D.parameters(), *self.tasks.parameters()], self.cfg.d_optim),
+                "g": (list(self.G.parameters()), self.cfg.g_optim)}
 
     # ---------------------------------------------------------------- losses
-    def critic(self, x: torch.Tensor) -> torch.Tensor:
-        return self.D.critic(self.D(x)).squeeze(1)
+    def d_loss(self, real: torch.Tensor, fake: torch.Tensor,
+               progress: Progress = Progress()) -> tuple[torch.Tensor, dict]:
+        inputs = [task.inputs(real, progress) for task in self.tasks]
+        features = encode_together(self.D, [real, fake, *(x for i in inputs for x in i.images)])
+        real_logits, fake_logits = self.D.critic(torch.cat(features[:2])).squeeze(1).chunk(2)
+        gan_loss = d_adversarial_loss(real_logits, fake_logits, self.cfg.loss)
+        logs = {"d/real_logit": real_logits.detach().mean(), "d/fake_logit": fake_logits.detach().mean()}
+        if not self.tasks:
+            return gan_loss, {"loss/d": gan_loss.detach(), **logs}
+        task_loss, task_logs = task_losses(self.tasks, features[2:], inputs, progress,
+                                           [task.cfg.d_weight for task in self.tasks], "d_", "_real")
+        loss = gan_loss + task_loss
+        return loss, {**task_logs, "loss/d_gan": gan_loss.detach(), **logs, "loss/d": loss.detach()}
 
-    def d_loss(self, real: torch.Tensor, fake: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
-        # One D pass over real and fake together: fewer, larger kernels (D has no batch norm).
-        real_logits, fake_logits = self.critic(torch.cat([real, fake])).chunk(2)
-        loss = d_adversarial_loss(real_logits, fake_logits, self.cfg.loss)
-        return loss, {"loss/d": loss.detach(), "d/real_logit": real_logits.detach().mean(),
-                      "d/fake_logit": fake_logits.detach().mean()}
-
-    def g_loss(self, fake: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        loss = g_adversarial_loss(self.critic(fake), self.cfg.loss)
-        return loss, {"loss/g": loss.detach()}
+    def g_loss(self, fake: torch.Tensor, progress: Progress = Progress()) -> tuple[torch.Tensor, dict]:
+        tasks = [task for task in self.tasks if task.g_weight > 0]
+        inputs = [task.inputs(fake, progress) for task in tasks]
+        features = encode_together(self.D, [fake, *(x for i in inputs for x in i.images)])
+        gan_loss = g_adversarial_loss(self.D.critic(features[0]).squeeze(1), self.cfg.loss)
+        if not tasks:
+            return gan_loss, {"loss/g": gan_loss.detach()}
+        task_loss, task_logs = task_losses(tasks, features[1:], inputs, progress,
+                                           [task.g_weight for task in tasks], "g_", "_fake")
+        loss = gan_loss + task_loss
+        return loss, {"loss/g": loss.detach(), "loss/g_gan": gan_loss.detach(), **task_logs}
 
     # ---------------------------------------------------------------- training
     def noise(self, n: int, generator: torch.Generator | None = None,
@@ -101,49 +101,40 @@ class GAN(Method):
         """This process's n latents out of the global batch's (identical to one process's draw)."""
         return local_slice(self.noise(n * world()[1]))
 
-    def train_step(self, next_batch: NextBatch) -> dict[str, torch.Tensor]:
-        opt = self.optimizers()
+    def train_step(self, next_batch: NextBatch, progress: Progress = Progress()) -> dict[str, torch.Tensor]:
         logs: dict[str, torch.Tensor] = {}
         for _ in range(self.cfg.n_dis):
-            real = next_batch()
-            fake = None  # rotation-only training (RotNet) needs no fakes
-            if self.trains_generator:
-                with torch.no_grad():
-                    fake = self.G(self.training_noise(real.shape[0]))
-            loss, logs = self.d_loss(real, fake)
-            self.optimize(opt["d"], loss)
-        if self.trains_generator:
-            fake = self.G(self.training_noise(real.shape[0]))
-            loss, g_logs = self.g_loss(fake)
-            self.optimize(opt["g"], loss)
-            logs.update(g_logs)
-            self.update_ema()
-        return logs
-
-    @torch.no_grad()
-    def update_ema(self) -> None:
-        if self.G_ema is None:
-            return
-        ema, live = list(self.G_ema.parameters()), list(self.G.parameters())
-        torch._foreach_lerp_(ema, live, 1.0 - self.cfg.ema_decay)
-        for ema_buffer, buffer in zip(self.G_ema.buffers(), self.G.buffers()):
-            ema_buffer.copy_(buffer)
+            real = as_batch(next_batch()).images
+            with torch.no_grad():
+                fake = self.G(self.training_noise(real.shape[0]))
+            loss, logs = self.d_loss(real, fake, progress)
+            self.optimize("d", loss)
+            for task in self.tasks:
+                task.after_update(self.D, progress)
+        fake = self.G(self.training_noise(real.shape[0]))
+        loss, g_logs = self.g_loss(fake, progress)
+        self.optimize("g", loss)
+        if self.G_ema is not None:
+            self.G_ema.update(self.G, progress)
+        return {**logs, **g_logs}
 
     def compile_networks(self) -> None:
         self.G.compile()
         self.D.compile()
 
     # ---------------------------------------------------------------- evaluation
+    @property
+    def sampler(self) -> torch.nn.Module:
+        return self.G_ema if self.G_ema is not None else self.G
+
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Samples from the EMA G where there is one. G's batch norm uses batch statistics,
-        as in training, so samples are drawn in batches of `sample_batch`."""
-        G = self.G_ema if self.G_ema is not None else self.G
-        device = next(G.parameters()).device
+        as in training, so samples are drawn in near-equal batches of at most `sample_batch`."""
+        device = next(self.G.parameters()).device
         z = self.noise(n, generator, torch.device("cpu"))
-        # Near-equal chunks: never a batch of one, whose batch statistics are undefined.
-        chunks = z.tensor_split(-(-n // self.cfg.sample_batch))
-        return torch.cat([G(chunk.to(device)).float() for chunk in chunks])
+        return torch.cat([self.sampler(chunk.to(device)).float()
+                          for chunk in z.split(near_equal_sizes(n, self.cfg.sample_batch))])
 
     def skip_samples(self, n: int, generator: torch.Generator) -> None:
         self.noise(n, generator, torch.device("cpu"))  # the latents `sample` draws, without G's work
@@ -153,10 +144,8 @@ class GAN(Method):
 
     @torch.no_grad()
     def image_grids(self, real: torch.Tensor, fixed_noise: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        G = self.G_ema if self.G_ema is not None else self.G
-        device = next(G.parameters()).device
-        return {"samples": G(fixed_noise.to(device)).float()}
+        device = next(self.G.parameters()).device
+        return {"samples": self.sampler(fixed_noise.to(device)).float()}
 
-    @torch.no_grad()
-    def features(self, x: torch.Tensor, layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
-        return self.D.block_features(x, self.check_features(layers))
+    def compute_features(self, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
+        return self.D.block_features(x, layers)

@@ -1,9 +1,10 @@
 """Encoder and decoder trunks of the pretext-task autoencoders.
 
-The encoder is the SNGAN ResNet discriminator's trunk (optimized first block, then residual
+The encoder (registered as `resnet`) is the SNGAN ResNet discriminator's trunk (optimized first block, then residual
 blocks, `width` channels each, 4 blocks at 32 px) with any number of input channels (RGB, L
-or ab), so its probed features compare like for like with a GAN discriminator's. It stops at
-an 8x8 map (12x12 at 48 px); the decoder mirrors it with batch-normed upsampling blocks and
+or ab), so its probed features compare like for like with a GAN discriminator's. Called, it
+returns its average-pooled representation; `feature_map` gives the map it pools, which stops at
+8x8 (12x12 at 48 px); the decoder mirrors it with batch-normed upsampling blocks and
 ends in a 3x3 conv to `out_channels` raw outputs (the method adds tanh or reads logits).
 """
 
@@ -41,10 +42,13 @@ class Encoder(nn.Module):
         self.feature_dim = width
         self.downsamplings = sum(plan)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks.values():
             x = block(x)
         return F.relu(x)  # [B, width, H / 2^d, W / 2^d]; the blocks are pre-activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.feature_map(x).mean(dim=(2, 3))  # [B, width]: the representation
 
     def block_features(self, x: torch.Tensor, names: Sequence[str]) -> dict[str, torch.Tensor]:
         """{name: [B, width]}: globally average-pooled activations after the named blocks;
@@ -81,7 +85,7 @@ class EncoderDecoder(nn.Module):
         self.encoder, self.decoder = encoder, decoder
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(x))
+        return self.decoder(self.encoder.feature_map(x))
 
 
 def check_width(cfg: NetConfig, what: str) -> None:

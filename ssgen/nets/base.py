@@ -72,6 +72,10 @@ class Discriminator(nn.Module):
             x = block(x)
         return self.activation(x).sum(dim=(2, 3))  # [B, C]
 
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        """The critic's logit per image: [B]."""
+        return self.critic(self(x)).squeeze(1)
+
     def block_features(self, x: torch.Tensor, names: Sequence[str]) -> dict[str, torch.Tensor]:
         """{name: [B, C]}: each named block's activated output, globally average-pooled
         ("penultimate": forward(x), sum-pooled). Runs only as deep as the deepest name."""

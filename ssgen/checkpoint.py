@@ -1,4 +1,6 @@
-"""Checkpoints: written atomically, the last K kept, loaded with weights_only=True.
+"""A run directory's files: its saved config, its checkpoints (written atomically, the last K
+kept, loaded with weights_only=True), and a trained method rebuilt from them. Below the trainer
+and the evaluators, which both read runs.
 
 A checkpoint is a dict of tensors and plain containers:
     {"format", "step", "config", "method", "optimizers", "rng", "batches", "best"}
@@ -7,7 +9,6 @@ so loading one never executes code from the file.
 
 from __future__ import annotations
 
-import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -17,9 +18,12 @@ import torch
 
 from ssgen.config import Config, config_from_dict
 from ssgen.errors import CheckpointError, SsgenError
-from ssgen.methods.base import DataInfo, Method
+from ssgen.files import atomic_write
+from ssgen.methods.base import Method
+from ssgen.step import DataInfo
 
 FORMAT = 1
+CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
 BEST = "best.pt"
 _NAME = re.compile(r"step-(\d+)\.pt$")
@@ -30,23 +34,12 @@ def checkpoint_dir(run_dir: str | Path) -> Path:
 
 
 def atomic_save(state: dict, path: Path) -> None:
-    """Write to a temporary file, fsync, then rename: a crash leaves the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    """torch.save through a temporary file and a rename: a crash leaves the old file or the new one."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)  # best.pt can come before the first step checkpoint
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: torch.save(state, f))
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise CheckpointError(f"cannot write checkpoint {path}: {err.strerror or err}") from None
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:

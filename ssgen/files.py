@@ -1,0 +1,31 @@
+"""Atomic file writes: a crash (kill -9, power cut) leaves the old content or the new, never a torn file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None] | bytes | str) -> None:
+    """Write `path` through a temporary file beside it, fsynced, then renamed over it (and the
+    rename fsynced). `write` is the content, or a function that writes into the open file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: parallel writers may race
+    try:
+        with open(tmp, "wb") as f:
+            if callable(write):
+                write(f)
+            else:
+                f.write(write.encode() if isinstance(write, str) else write)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # make the rename itself durable
+    finally:
+        os.close(directory)

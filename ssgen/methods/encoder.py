@@ -1,0 +1,74 @@
+"""An encoder trained by self-supervised tasks alone: RotNet is this with the rotation task
+(configs/rotnet_*.yaml); later tasks (jigsaw, exemplar, SimCLR, ...) plug in the same way.
+
+    loss = Σ d_weight * task loss(task inputs made from the batch)
+
+Every task's inputs share one encoder pass per image shape. The encoder is chosen by name
+(`resnet`: the SNGAN discriminator's trunk, so its probe compares with a GAN's D).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ssgen.config import MethodConfig, NetConfig, OptimConfig, net
+from ssgen.errors import ConfigError
+from ssgen.methods.base import Method, NextBatch
+from ssgen.registry import ENCODERS, METHODS
+from ssgen.step import DataInfo, Progress, as_batch
+from ssgen.tasks.base import (TaskConfig, build_tasks, check_tasks, encode_together, listed_keys,
+                              task_losses, tasks_field)
+from ssgen.tasks.rotation import RotationConfig
+
+
+@dataclass
+class EncoderConfig(MethodConfig):
+    name: str = "encoder"
+    encoder: NetConfig = net(ENCODERS, width=128, spectral_norm=False)
+    tasks: list[TaskConfig] = tasks_field(RotationConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, betas=[0.9, 0.999]))
+
+
+@METHODS.register("encoder")
+class Encoder(Method):
+    Config = EncoderConfig
+
+    def __init__(self, cfg: EncoderConfig, data: DataInfo):
+        super().__init__(cfg, data)
+        self.encoder = ENCODERS.get(cfg.encoder.name, "method.encoder.name")(cfg.encoder, data.resolution, 3)
+        self.tasks = build_tasks(cfg.tasks, self.encoder, data, spectral_norm=cfg.encoder.spectral_norm)
+        self.feature_layers = ["encoder", *self.encoder.block_names]
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        tasks = cfg.method.tasks
+        if not tasks:
+            raise ConfigError("method.tasks is empty: the encoder method learns from its tasks alone; "
+                              "list at least one, e.g. [{name: rotation}]")
+        keys = listed_keys(len(tasks))
+        for task_cfg, key in zip(tasks, keys):
+            if task_cfg.g_weight is not None:
+                raise ConfigError(f"{key('g_weight')}: the encoder method has no generator; leave it out")
+        check_tasks(tasks, cfg, keys)
+
+    def optimized(self):
+        return {"encoder": ([*self.encoder.parameters(), *self.tasks.parameters()], self.cfg.optim)}
+
+    def train_step(self, next_batch: NextBatch, progress: Progress = Progress()) -> dict[str, torch.Tensor]:
+        images = as_batch(next_batch()).images
+        inputs = [task.inputs(images, progress) for task in self.tasks]
+        features = encode_together(self.encoder, [x for i in inputs for x in i.images])
+        loss, logs = task_losses(self.tasks, features, inputs, progress,
+                                 [task.cfg.d_weight for task in self.tasks], "", "_real")
+        self.optimize("encoder", loss)
+        for task in self.tasks:
+            task.after_update(self.encoder, progress)
+        return {**logs, "loss/total": loss.detach()}
+
+    def compile_networks(self) -> None:
+        self.encoder.compile()
+
+    def compute_features(self, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
+        return self.encoder.block_features(x, layers)

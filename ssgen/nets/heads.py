@@ -1,0 +1,31 @@
+"""Heads on a representation, from one builder: a task's linear classifier (rotation, jigsaw),
+SimCLR's and MoCo's projectors, BYOL's and MoCo v3's predictors, DINO's head.
+
+    mlp(in, [hidden] * (layers - 1), out): Linear -> [norm] -> ReLU -> ... -> Linear [-> norm]
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ssgen.nets.blocks import sn_linear
+
+
+def mlp(in_features: int, out_features: int, hidden: int = 0, layers: int = 1, *, norm: bool = True,
+        last_norm: bool = False, spectral_norm: bool = False) -> nn.Module:
+    """`layers` linear layers (1: a linear head). Hidden layers have `hidden` units, batch norm
+    (when `norm`) and ReLU; `last_norm` adds an affine-free batch norm on the output, as
+    SimCLR v2's and MoCo v3's projectors do. `spectral_norm` on every linear layer: for heads
+    on a GAN's discriminator, whose Lipschitz constant it keeps."""
+    if layers < 1:
+        raise ValueError(f"an MLP head needs at least 1 layer, got {layers}")
+    sizes = [in_features] + [hidden] * (layers - 1) + [out_features]
+    modules: list[nn.Module] = []
+    for index, (size_in, size_out) in enumerate(zip(sizes, sizes[1:])):
+        modules.append(sn_linear(size_in, size_out, enabled=spectral_norm))
+        if index < layers - 1:
+            modules += [nn.BatchNorm1d(size_out)] if norm else []
+            modules.append(nn.ReLU())
+    if last_norm:
+        modules.append(nn.BatchNorm1d(out_features, affine=False))
+    return modules[0] if len(modules) == 1 else nn.Sequential(*modules)

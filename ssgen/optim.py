@@ -1,0 +1,125 @@
+"""Optimizers and learning-rate schedules by name.
+
+A method says which parameters each of its optimizers updates and with which `OptimConfig`;
+`build_optimizer` makes the optimizer: adam, adamw, sgd (momentum, nesterov) or lars, with
+biases and normalisation weights (tensors of one dimension) in a group without weight decay
+(and, for LARS, without trust-ratio scaling), as the self-supervised recipes do. The trainer
+multiplies each group's base lr by `lr_factor` at every step: a linear warm-up, then linear
+decay to 0, a cosine to 0, or a constant.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+
+from ssgen.config import OptimConfig
+from ssgen.registry import OPTIMIZERS, SCHEDULES
+
+
+class LARS(torch.optim.Optimizer):
+    """SGD with momentum whose step for each weight tensor is scaled by the layer-wise trust
+    ratio of You et al. (2017): trust * ||w|| / (||g|| + weight_decay * ||w||). Groups with
+    `adapt: False` (biases, norms) take plain SGD steps."""
+
+    def __init__(self, params, lr: float, momentum: float = 0.9, nesterov: bool = False,
+                 weight_decay: float = 0.0, trust: float = 1e-3):
+        super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov,
+                                      weight_decay=weight_decay, trust=trust, adapt=True))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                if group["adapt"]:
+                    weight_norm, grad_norm = p.norm(), grad.norm()
+                    ratio = group["trust"] * weight_norm / (grad_norm + group["weight_decay"] * weight_norm)
+                    # A zero weight (fresh bias-like tensor) or zero gradient: no scaling to compute.
+                    ratio = torch.where((weight_norm > 0) & (grad_norm > 0), ratio, torch.ones_like(ratio))
+                    grad = (grad + group["weight_decay"] * p) * ratio
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = grad.clone()
+                else:
+                    state["momentum_buffer"].mul_(group["momentum"]).add_(grad)
+                buffer = state["momentum_buffer"]
+                p.add_(grad + group["momentum"] * buffer if group["nesterov"] else buffer, alpha=-group["lr"])
+        return loss
+
+
+@OPTIMIZERS.register("adam")
+def adam(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
+    return torch.optim.Adam(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=fused(groups))
+
+
+@OPTIMIZERS.register("adamw")
+def adamw(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=fused(groups))
+
+
+@OPTIMIZERS.register("sgd")
+def sgd(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+
+
+@OPTIMIZERS.register("lars")
+def lars(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
+    return LARS(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, trust=cfg.trust)
+
+
+def fused(groups: list[dict]) -> bool | None:
+    # Fused Adam is one kernel per step on CUDA; the CPU build takes the default path.
+    return all(p.is_cuda for group in groups for p in group["params"]) or None
+
+
+def parameter_groups(params: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> list[dict]:
+    """One group, or with weight decay two: weights decayed; biases and norm weights (1-d) not,
+    and not trust-scaled by LARS."""
+    params = [p for p in params if p.requires_grad]
+    if cfg.weight_decay == 0 or cfg.decay_norms_and_biases:
+        return [{"params": params, "weight_decay": cfg.weight_decay}]
+    return [{"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay},
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, "adapt": False}]
+
+
+def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> torch.optim.Optimizer:
+    """The optimizer `cfg.name` over `params` (call after the parameters are on their device)."""
+    groups = parameter_groups(params, cfg)
+    if cfg.name != "lars":  # only LARS knows the `adapt` key
+        for group in groups:
+            group.pop("adapt", None)
+    optimizer = OPTIMIZERS.get(cfg.name, "optim.name")(groups, cfg)
+    for group in optimizer.param_groups:
+        group["base_lr"] = group["lr"]  # the schedule scales this; checkpointed with the optimizer
+    return optimizer
+
+
+# ---------------------------------------------------------------- schedules
+# (fraction of the post-warm-up steps done, in [0, 1)) -> multiplier of the base lr
+SCHEDULES.register("linear")(lambda done: 1.0 - done)
+SCHEDULES.register("cosine")(lambda done: 0.5 * (1.0 + math.cos(math.pi * done)))
+SCHEDULES.register("constant")(lambda done: 1.0)
+
+
+def lr_factor(cfg: OptimConfig, step: int, total: int) -> float:
+    """Multiplier of the base lr at 1-based `step` of `total`: warm-up from 1/warmup_steps to 1
+    over the first warmup_steps, then the schedule from 1 towards 0 at the last step."""
+    if step <= cfg.warmup_steps:
+        return step / cfg.warmup_steps
+    done = (step - 1 - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    return SCHEDULES.get(cfg.schedule, "optim.schedule")(done)
+
+
+def set_learning_rates(optimizer: torch.optim.Optimizer, cfg: OptimConfig, step: int, total: int) -> None:
+    factor = lr_factor(cfg, step, total)
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * factor

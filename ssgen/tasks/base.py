@@ -1,0 +1,134 @@
+"""A self-supervised task is a part, not a subclass: one file per task makes its inputs from a
+batch, owns its heads, and scores what the trained network made of those inputs. The same task
+serves an encoder trained by tasks alone (methods/encoder.py) and a GAN whose discriminator
+carries it (methods/gan.py), weighted by `d_weight`, and by `g_weight` on G's side where the
+task defines one (rotation: G is rewarded when D reads the rotation of its fakes).
+
+A task never runs the network itself on its inputs: the method that carries it runs one pass
+over everything (real and fake images, every task's inputs) and hands each task its features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from ssgen.config import ranged
+from ssgen.errors import ConfigError
+from ssgen.registry import TASKS
+from ssgen.step import DataInfo, Progress
+
+
+@dataclass
+class TaskConfig:
+    name: str = "rotation"
+    d_weight: float = ranged(1.0, 0.0)   # weight of its loss for the network that carries it (D, or the encoder)
+    g_weight: float | None = None        # on a GAN: weight of its loss on fakes in G's loss; empty: the task's default
+
+
+def tasks_field(*defaults: Callable[[], TaskConfig]) -> Any:
+    """A method's list of tasks, each chosen by name from the task registry."""
+    return field(default_factory=lambda: [make() for make in defaults], metadata={"registry": TASKS})
+
+
+@dataclass
+class TaskInputs:
+    """What a task asks the carrying network to encode, and what it keeps to score the result."""
+    images: list[torch.Tensor]  # batches to encode with gradients; same-shaped ones share one pass
+    targets: Any = None         # labels, or whatever the loss needs beside the features
+
+
+class Task(nn.Module):
+    Config: type = TaskConfig
+    default_g_weight: float = 0.0   # a task with a G side sets its paper's default
+    has_generator_side: bool = False
+
+    def __init__(self, cfg: TaskConfig, encoder: nn.Module, data: DataInfo, spectral_norm: bool = False):
+        """`encoder`: the network that carries the task (D's trunk or an encoder): its
+        `feature_dim` sizes the heads; momentum teachers copy it. `spectral_norm`: whether the
+        heads take it (they do on a spectrally normalised discriminator)."""
+        super().__init__()
+        self.cfg = cfg
+        self.name = cfg.name
+
+    @property
+    def g_weight(self) -> float:
+        return self.default_g_weight if self.cfg.g_weight is None else self.cfg.g_weight
+
+    @classmethod
+    def check_config(cls, task_cfg: TaskConfig, cfg, key: Callable[[str], str]) -> None:
+        """Reject options that only the whole Config shows, before compute. `key(field)` is the
+        field's name as the user wrote it (e.g. method.tasks[0].fraction)."""
+        if task_cfg.g_weight is not None and task_cfg.g_weight > 0 and not cls.has_generator_side:
+            raise ConfigError(f"{key('g_weight')}={task_cfg.g_weight}: the {task_cfg.name} task has no "
+                              f"generator side; expected 0 or nothing")
+        if task_cfg.g_weight is not None and task_cfg.g_weight < 0:
+            raise ConfigError(f"{key('g_weight')}={task_cfg.g_weight} is out of range; expected >= 0")
+
+    def inputs(self, images: torch.Tensor, progress: Progress) -> TaskInputs:
+        """What to encode for a batch of float [-1, 1] images (real ones, or G's fakes)."""
+        raise NotImplementedError
+
+    def loss(self, features: list[torch.Tensor], inputs: TaskInputs,
+             progress: Progress) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(loss, {metric: 0-d tensor}) from the features of `inputs.images`, in order."""
+        raise NotImplementedError
+
+    def after_update(self, encoder: nn.Module, progress: Progress) -> None:
+        """After the carrying network's optimizer stepped: momentum copies follow it."""
+
+
+def build_tasks(configs: Sequence[TaskConfig], encoder: nn.Module, data: DataInfo,
+                spectral_norm: bool = False) -> nn.ModuleList:
+    return nn.ModuleList(TASKS.get(c.name, "method.tasks.name")(c, encoder, data, spectral_norm)
+                         for c in configs)
+
+
+def check_tasks(configs: Sequence[TaskConfig], cfg, keys: Sequence[Callable[[str], str]]) -> None:
+    """Each task's own checks, and no task twice (their logs and heads would collide)."""
+    seen = set()
+    for task_cfg, key in zip(configs, keys):
+        if task_cfg.name in seen:
+            raise ConfigError(f"{key('name')}: the {task_cfg.name} task is listed twice")
+        seen.add(task_cfg.name)
+        TASKS.get(task_cfg.name, key("name")).check_config(task_cfg, cfg, key)
+
+
+def listed_keys(count: int, prefix: str = "method.tasks") -> list[Callable[[str], str]]:
+    return [lambda field, i=i: f"{prefix}[{i}].{field}" for i in range(count)]
+
+
+def encode_together(encoder: nn.Module, batches: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """encoder(batch) for each batch, in one pass per image shape: batches of one shape are
+    concatenated (fewer, larger kernels). For a network with batch norm this normalises them
+    together, as SimCLR's one-pass forward does; D has no batch-dependent layers."""
+    by_shape: dict[tuple, list[int]] = {}
+    for index, batch in enumerate(batches):
+        by_shape.setdefault(tuple(batch.shape[1:]), []).append(index)
+    features: list[torch.Tensor | None] = [None] * len(batches)
+    for indices in by_shape.values():
+        encoded = encoder(torch.cat([batches[i] for i in indices]) if len(indices) > 1 else batches[indices[0]])
+        for i, part in zip(indices, encoded.split([len(batches[i]) for i in indices])):
+            features[i] = part
+    return features
+
+
+def task_losses(tasks: Sequence[Task], features: list[torch.Tensor], inputs: list[TaskInputs],
+                progress: Progress, weights: Sequence[float], loss_key: str,
+                metric_suffix: str) -> tuple[torch.Tensor | float, dict[str, torch.Tensor]]:
+    """Σ weight * task loss, over tasks whose inputs' features come in order in `features`,
+    and the logs: `loss/<loss_key><task>` and `<task>/<metric><metric_suffix>`."""
+    total: torch.Tensor | float = 0.0
+    logs: dict[str, torch.Tensor] = {}
+    position = 0
+    for task, task_inputs, weight in zip(tasks, inputs, weights):
+        count = len(task_inputs.images)
+        loss, metrics = task.loss(features[position: position + count], task_inputs, progress)
+        position += count
+        total = total + weight * loss
+        logs[f"loss/{loss_key}{task.name}"] = loss.detach()
+        logs.update({f"{task.name}/{metric}{metric_suffix}": value for metric, value in metrics.items()})
+    return total, logs
