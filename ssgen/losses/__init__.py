@@ -1,0 +1,1 @@
+"""Losses: functions, or modules with their state in buffers."""
