@@ -60,7 +60,10 @@ class DataConfig:
     device_resident: str = choice("auto", "auto", "yes", "no")  # hold uint8 images on the device
     workers: int = ranged(2, 0)    # DataLoader workers when streaming
     download: bool = False         # torchvision sets: allow a download into `path`
-    seed: int = 0                  # procedural data (shapes) and subset selection
+    seed: int = 0                  # procedural data (shapes), subset and holdout selection
+    # A folder with no test split beside it: the share of each class held out (seeded by `seed`)
+    # as the test split of the probe and FD, never trained on; 0: hold nothing out.
+    holdout: float = ranged(0.1, 0.0, 0.5)
 
 
 @dataclass

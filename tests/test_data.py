@@ -66,17 +66,18 @@ def check_labels(images):
         assert tuple(image[:, 8, 8].tolist()) == expected
 
 
+# data.holdout=0: every image stays in the train split (holding out is tests/test_data_holdout.py's).
 def test_folder_gives_first_level_subfolders_as_labels(tmp_path):
     write_images(tmp_path / "train")
     check_labels(build_dataset(data_config("data.name=folder", f"data.path={tmp_path / 'train'}",
-                                           "data.resolution=16"), "train"))
+                                           "data.resolution=16", "data.holdout=0"), "train"))
 
 
 def test_zip_gives_the_same_labels(tmp_path):
     write_images(tmp_path / "src")
     archive = zip_folder(tmp_path / "src", tmp_path / "train.zip")
     check_labels(build_dataset(data_config("data.name=folder", f"data.path={archive}",
-                                           "data.resolution=16"), "train"))
+                                           "data.resolution=16", "data.holdout=0"), "train"))
 
 
 @pytest.mark.parametrize("layout", ["zips", "folders"])
@@ -97,10 +98,11 @@ def test_test_split_is_found_beside_the_train_split(tmp_path, layout):
         assert len(build_dataset(cfg, "test")) == 2
 
 
-def test_missing_test_split_is_named(tmp_path):
+def test_missing_test_split_is_named_when_nothing_is_held_out(tmp_path):
     write_images(tmp_path / "only")
-    cfg = data_config("data.name=folder", f"data.path={tmp_path / 'only'}", "data.resolution=16")
-    with pytest.raises(DataError, match="no test split"):
+    cfg = data_config("data.name=folder", f"data.path={tmp_path / 'only'}", "data.resolution=16",
+                      "data.holdout=0")
+    with pytest.raises(DataError, match="no test split.*data.holdout=0"):
         build_dataset(cfg, "test")
 
 

@@ -1,9 +1,11 @@
 """`folder`: images in a directory or a .zip; the first-level subfolder is the class.
 
 `data.path` is the split itself (train), or a directory holding `train.zip`/`test.zip` or
-`train/`/`test/`. Any image mode (grayscale, palette, 16-bit, RGBA) is converted to RGB; any
-size is resized (shorter side) and centre-cropped to `data.resolution`. Zip members that would
-escape the archive (`..`, absolute paths) are refused. Sets that fit are decoded once per
+`train/`/`test/`. Where no test split is beside it, a seeded, class-balanced `data.holdout` share
+of the train split is held out as the test split (`ssgen.data.holdout`). Any image mode
+(grayscale, palette, 16-bit, RGBA) is converted to RGB; any size is resized (shorter side) and
+centre-cropped to `data.resolution`. Zip members that would escape the archive (`..`, absolute
+paths) are refused. Sets that fit are decoded once per
 process (in parallel) and held in memory; larger ones are decoded on demand.
 """
 
@@ -15,7 +17,9 @@ import os
 import warnings
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -23,6 +27,7 @@ from PIL import Image
 
 from ssgen.config import DataConfig
 from ssgen.data.base import ImageSet
+from ssgen.data.holdout import Holdout, chosen, recorded_holdout, require_present
 from ssgen.errors import DataError
 from ssgen.registry import DATASETS
 
@@ -36,9 +41,17 @@ _archives: dict[tuple, zipfile.ZipFile] = {}
 
 
 # ---------------------------------------------------------------- sources
-def split_source(path: Path, split: str) -> Path:
+def data_path(cfg: DataConfig) -> Path:
+    if not cfg.path:
+        raise DataError("data.name=folder needs data.path: a folder or .zip of images")
+    path = Path(cfg.path).expanduser().resolve()
     if not path.exists():
         raise DataError(f"data.path {str(path)!r} does not exist; expected a folder or .zip of images")
+    return path
+
+
+def find_split(path: Path, split: str) -> Path | None:
+    """The folder or zip of `split` under data.path `path`, or None where it has none."""
     if path.is_dir():
         for candidate in (path / f"{split}.zip", path / split):
             if candidate.exists():
@@ -50,8 +63,17 @@ def split_source(path: Path, split: str) -> Path:
         for candidate in (path.parent / f"{split}.zip", path.parent / split):
             if candidate.exists():
                 return candidate
-    raise DataError(f"data.path {str(path)!r} has no {split} split; expected {split}.zip or {split}/ "
-                    f"beside train.zip or train/ in a parent folder")
+    return None
+
+
+def split_source(cfg: DataConfig, split: str) -> Path:
+    path = data_path(cfg)
+    source = find_split(path, split)
+    if source is None:
+        instead = "" if cfg.holdout else "; data.holdout=0, so none of the train images are held out instead"
+        raise DataError(f"data.path {str(path)!r} has no {split} split; expected {split}.zip or {split}/ "
+                        f"beside train.zip or train/ in a parent folder{instead}")
+    return source
 
 
 def list_members(source: Path) -> list[str]:
@@ -158,8 +180,9 @@ def source_identity(source: Path, members: list[str]) -> str:
     digest = hashlib.sha256()
     if source.is_file():
         with zipfile.ZipFile(source) as archive:
-            for info in archive.infolist():
-                digest.update(f"{info.filename}|{info.CRC}|{info.file_size}".encode())
+            for member in members:
+                info = archive.getinfo(member)
+                digest.update(f"{member}|{info.CRC}|{info.file_size}".encode())
     else:
         for member in members:
             stat = (source / member).stat()
@@ -168,15 +191,16 @@ def source_identity(source: Path, members: list[str]) -> str:
 
 
 # ---------------------------------------------------------------- the dataset
-@DATASETS.register("folder")
-def folder(cfg: DataConfig, split: str) -> ImageSet:
-    if not cfg.path:
-        raise DataError("data.name=folder needs data.path: a folder or .zip of images")
-    source = split_source(Path(cfg.path).expanduser().resolve(), split)
-    stat = source.stat()
-    key = (str(source), stat.st_mtime_ns, stat.st_size, cfg.resolution, split)
-    if key in _decoded:
-        return _decoded[key]
+@dataclass(frozen=True)
+class Listing:
+    """The image files of one split's folder or zip and their labels (-1: outside class subfolders)."""
+    source: Path
+    members: list[str]
+    classes: list[str]
+    labels: list[int]
+
+
+def scan(source: Path) -> Listing:
     members = list_members(source)
     if not members:
         raise DataError(f"{str(source)!r} holds no images (expected files ending in "
@@ -184,18 +208,62 @@ def folder(cfg: DataConfig, split: str) -> ImageSet:
     tops = [m.split("/")[0] if "/" in m else None for m in members]
     classes = sorted({t for t in tops if t is not None})
     index = {name: i for i, name in enumerate(classes)}
-    labels = torch.tensor([index[t] if t is not None else -1 for t in tops], dtype=torch.long)
+    return Listing(source, members, classes, [index[t] if t is not None else -1 for t in tops])
+
+
+def image_set(listing: Listing, rows: list[int], split: str, resolution: int) -> ImageSet:
+    """The images `rows` of `listing` as `split`: decoded once per process where they fit in memory,
+    else on demand. All splits of one listing share its classes, so labels mean the same in each."""
+    source, members = listing.source, [listing.members[i] for i in rows]
+    stat = source.stat()
+    # The member list is in the key: files added inside a class folder leave the folder's own stat as it was.
+    key = (str(source), stat.st_mtime_ns, stat.st_size, resolution, split,
+           hashlib.sha256("\n".join(members).encode()).hexdigest())
+    if key in _decoded:
+        return _decoded[key]
+    labels = torch.tensor([listing.labels[i] for i in rows], dtype=torch.long)
     name = f"folder:{source}"
-    if len(members) * 3 * cfg.resolution ** 2 <= IN_MEMORY_LIMIT:
-        result = ImageSet(name, split, cfg.resolution, classes, labels,
-                          images=decode_all(source, members, cfg.resolution))
+    if len(members) * 3 * resolution ** 2 <= IN_MEMORY_LIMIT:
+        result = ImageSet(name, split, resolution, listing.classes, labels,
+                          images=decode_all(source, members, resolution))
     else:
         def decode_one(i: int) -> torch.Tensor:
             where = f"{members[i]!r} in {str(source)!r}"
             return torch.from_numpy(decode(read_bytes(source, members[i], open_archive(source)),
-                                           cfg.resolution, where))
+                                           resolution, where))
 
-        result = ImageSet(name, split, cfg.resolution, classes, labels, decode=decode_one,
+        result = ImageSet(name, split, resolution, listing.classes, labels, decode=decode_one,
                           identity=source_identity(source, members))
     _decoded[key] = result
     return result
+
+
+@DATASETS.register("folder")
+def folder(cfg: DataConfig, split: str) -> ImageSet:
+    """The folder's own `split` (train, or a test split beside it), whole."""
+    listing = scan(split_source(cfg, split))
+    return image_set(listing, list(range(len(listing.members))), split, cfg.resolution)
+
+
+def choose_holdout(cfg: DataConfig, recorded: Sequence[str] | None = None) -> Holdout:
+    """What of the train split is held out as the test split: the run's `recorded` choice (empty: none),
+    else nothing where a test split is beside it or data.holdout is 0, else the seeded choice."""
+    path = data_path(cfg)
+    if recorded is not None:
+        if not recorded:
+            return Holdout()
+        listing = scan(split_source(cfg, "train"))
+        return recorded_holdout(str(listing.source), listing.members, listing.labels, listing.classes, recorded)
+    if find_split(path, "test") is not None or not cfg.holdout:
+        return Holdout()
+    listing = scan(split_source(cfg, "train"))
+    return chosen(str(listing.source), listing.members, listing.labels, listing.classes, cfg.holdout, cfg.seed)
+
+
+def held_out_split(cfg: DataConfig, split: str, held_out: Sequence[str]) -> ImageSet:
+    """The train split less the `held_out` members (train), or those members (test)."""
+    listing = scan(split_source(cfg, "train"))
+    require_present(str(listing.source), listing.members, held_out)  # the folder may have changed since
+    held = set(held_out)
+    rows = [i for i, member in enumerate(listing.members) if (member in held) == (split == "test")]
+    return image_set(listing, rows, split, cfg.resolution)
