@@ -26,6 +26,7 @@ FORMAT = 1
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
 BEST = "best.pt"
+HOLDOUT_FILE = "holdout.txt"  # held-out test images of a folder with no test split, one a line
 _NAME = re.compile(r"step-(\d+)\.pt$")
 
 
@@ -150,3 +151,14 @@ def load_run(path: str | Path, device: torch.device, warn=print) -> LoadedRun:
     load_method_state(method, state, repr(str(ckpt_path)))
     run_dir = ckpt_path.parent.parent if ckpt_path.parent.name == CHECKPOINT_DIR else ckpt_path.parent
     return LoadedRun(cfg, method, int(state["step"]), run_dir, ckpt_path)
+
+
+def read_holdout(run_dir: str | Path, started: bool) -> list[str] | None:
+    """The run's record of held-out test images. Without one: none ([]) for a run that has started
+    (it had a test split, or predates holding out), None for a run yet to start (choose now)."""
+    from ssgen.data import parse_holdout
+
+    path = Path(run_dir) / HOLDOUT_FILE
+    if path.exists():
+        return parse_holdout(path.read_text(encoding="utf-8"))
+    return [] if started else None

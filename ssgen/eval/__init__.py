@@ -25,12 +25,12 @@ class Evaluator(Protocol):
 
 
 class FIDEvaluator:
-    def __init__(self, cfg: Config, extractor, device: torch.device):
+    def __init__(self, cfg: Config, extractor, device: torch.device, holdout=None):
         from ssgen.data import build_dataset
 
         fc = cfg.eval.fid
         self.name, self.every, self.lower_is_better_key = extractor.label, fc.every, extractor.metric_key
-        self.images = build_dataset(cfg.data, fc.split)  # here, so a missing split fails before training
+        self.images = build_dataset(cfg.data, fc.split, holdout)  # here: a missing split fails before training
         self.extractor, self.device, self.cfg = extractor, device, cfg
         self.distance = None
 
@@ -47,12 +47,12 @@ class FIDEvaluator:
 class ProbeEvaluator:
     name, lower_is_better_key = "probe", None
 
-    def __init__(self, cfg: Config, method: Method, device: torch.device):
+    def __init__(self, cfg: Config, method: Method, device: torch.device, holdout=None):
         from ssgen.data import build_dataset, require_labels
 
         self.cfg, self.device, self.every = cfg.eval.probe, device, cfg.eval.probe.every
         self.layers = method.check_features(self.cfg.layers)  # unknown layers fail before training
-        self.sets = [build_dataset(cfg.data, split) for split in ("train", "test")]
+        self.sets = [build_dataset(cfg.data, split, holdout) for split in ("train", "test")]
         for images in self.sets:
             require_labels(images, "eval.probe fits a classifier on class labels")
         self.data = None
@@ -66,10 +66,11 @@ class ProbeEvaluator:
         return {f"probe/{layer}": value for layer, value in accuracy.items()}, self.data.protocol(self.cfg)
 
 
-def build_evaluators(cfg: Config, method: Method, device: torch.device,
-                     log: Callable[[str], None]) -> list[Evaluator]:
-    """The evaluators the config turns on (every > 0). Without Inception weights training goes
-    on without FID: the reason and the fix are logged once, here."""
+def build_evaluators(cfg: Config, method: Method, device: torch.device, log: Callable[[str], None],
+                     holdout=None, train_set=None) -> list[Evaluator]:
+    """The evaluators the config turns on (every > 0), on the run's held-out test images where it
+    has some. Without Inception weights training goes on without FID, and without class labels
+    without the probe: the reason is logged once, here."""
     from ssgen.eval.fid import InceptionWeightsMissing, resolve_extractor
 
     evaluators: list[Evaluator] = []
@@ -79,9 +80,15 @@ def build_evaluators(cfg: Config, method: Method, device: torch.device,
         else:
             try:
                 extractor = resolve_extractor(cfg.eval.fid.extractor, cfg.eval.fid.weights)
-                evaluators.append(FIDEvaluator(cfg, extractor, device))
+                evaluators.append(FIDEvaluator(cfg, extractor, device, holdout))
             except InceptionWeightsMissing as err:
                 log(f"warning: no FID during training: {err}")
     if cfg.eval.probe.every > 0:
-        evaluators.append(ProbeEvaluator(cfg, method, device))
+        from ssgen.data import build_dataset, missing_labels
+
+        unlabelled = missing_labels(train_set if train_set is not None else build_dataset(cfg.data, "train", holdout))
+        if unlabelled:
+            log(f"probe off: {unlabelled} to probe with")
+        else:
+            evaluators.append(ProbeEvaluator(cfg, method, device, holdout))
     return evaluators

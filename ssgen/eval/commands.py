@@ -29,6 +29,17 @@ def data_config(cfg, data_path: str | None, data_name: str | None = None):
     return dataclasses.replace(cfg.data, **changes)
 
 
+def run_holdout(run, data):
+    """The run's held-out test images where `data` is the run's own; other images choose their own."""
+    from ssgen.checkpoint import read_holdout
+    from ssgen.data import choose_holdout
+
+    holdout = choose_holdout(data, read_holdout(run.run_dir, started=True) if data == run.cfg.data else None)
+    if holdout.message:
+        click.echo(holdout.message, err=True)
+    return holdout
+
+
 def named_extractor(extractor: str | None, configured: str) -> str:
     """The extractor to load. A TorchScript file runs code, so it is loaded only when named on this
     command line, never because a run directory's config (possibly someone else's) names it."""
@@ -66,7 +77,8 @@ def fid(checkpoint, data_path, data_name, split, num, extractor, weights, device
         raise ConfigError(f"{run.cfg.method.name} is not a generative method; it has no samples to measure")
     feature_space = resolve_extractor(named_extractor(extractor, fc.extractor),
                                       fc.weights if weights is None else weights)
-    images = build_dataset(data_config(run.cfg, data_path, data_name), split or fc.split)
+    data = data_config(run.cfg, data_path, data_name)
+    images = build_dataset(data, split or fc.split, run_holdout(run, data))
     distance = FrechetDistance(images, feature_space, device, num, batch_size=fc.batch_size, seed=run.cfg.seed)
     value = distance(run.method)
     click.echo(f"{feature_space.label}: {value:.4f}")
@@ -106,7 +118,9 @@ def probe(checkpoint, layers, random_init, train_size, test_size, data_path, dat
         torch.manual_seed(run.cfg.seed)
         method = build_method(run.cfg, device)
     chosen = method.check_features([name.strip() for name in layers.split(",")] if layers else cfg.layers)
-    sets = [build_dataset(data_config(run.cfg, data_path, data_name), split) for split in ("train", "test")]
+    data = data_config(run.cfg, data_path, data_name)
+    holdout = run_holdout(run, data)
+    sets = [build_dataset(data, split, holdout) for split in ("train", "test")]
     for images in sets:
         require_labels(images, "a linear probe fits a classifier on class labels")
     data = ProbeData.from_sets(*sets, cfg.train_size, cfg.test_size)

@@ -18,11 +18,11 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from ssgen import parallel
-from ssgen.checkpoint import (BEST, CHECKPOINT_DIR, CONFIG_FILE, FORMAT, atomic_save, build_method,
-                              checkpoint_dir, latest_readable, list_checkpoints, load_method_state,
-                              save_checkpoint)
+from ssgen.checkpoint import (BEST, CHECKPOINT_DIR, CONFIG_FILE, FORMAT, HOLDOUT_FILE, atomic_save,
+                              build_method, checkpoint_dir, latest_readable, list_checkpoints,
+                              load_method_state, read_holdout, save_checkpoint)
 from ssgen.config import Config, to_dict
-from ssgen.data import BatchStream, build_dataset
+from ssgen.data import BatchStream, build_dataset, choose_holdout, holdout_text
 from ssgen.errors import CheckpointError, ConfigError, SsgenError
 from ssgen.eval import build_evaluators
 from ssgen.eval.metrics import METRICS_FILE, append_metrics
@@ -39,7 +39,7 @@ class NonFiniteLoss(SsgenError):
 
 def train(cfg: Config, resume: bool = False, log=print, progress: bool = True) -> Path:
     """Train `cfg.method` on `cfg.data` for `cfg.trainer.steps` steps; returns the run directory."""
-    trainer = Trainer(cfg, log, progress)
+    trainer = Trainer(cfg, log, progress, resume)
     try:
         trainer.restore(resume)
         trainer.run()
@@ -49,7 +49,7 @@ def train(cfg: Config, resume: bool = False, log=print, progress: bool = True) -
 
 
 class Trainer:
-    def __init__(self, cfg: Config, log, show_progress: bool):
+    def __init__(self, cfg: Config, log, show_progress: bool, resume: bool):
         tc = cfg.trainer
         self.cfg, self.run_dir = cfg, Path(cfg.run_dir)
         self.device = parallel.resolve_device(tc.device)
@@ -68,11 +68,17 @@ class Trainer:
         torch.use_deterministic_algorithms(tc.deterministic)
         torch.manual_seed(cfg.seed)
 
+        # A folder without a test split lends one from its train split, chosen once and recorded.
+        started = resume and bool(list_checkpoints(self.run_dir))
+        self.holdout = choose_holdout(cfg.data, read_holdout(self.run_dir, started))
+        train_set = build_dataset(cfg.data, "train", self.holdout)
+        if self.holdout.message:  # after the train set: an unusable image's error comes first, alone
+            self.log(self.holdout.message)
         self.method = build_method(cfg, self.device)
         self.method.skip_nonfinite = tc.nonfinite == "skip"
         if tc.compile:
             self.method.compile_networks()
-        self.batches = BatchStream(build_dataset(cfg.data, "train"), tc.batch_size, self.device,
+        self.batches = BatchStream(train_set, tc.batch_size, self.device,
                                    flip=cfg.data.flip, seed=cfg.seed, device_resident=cfg.data.device_resident,
                                    rank=self.place.rank, world_size=self.place.world_size,
                                    workers=cfg.data.workers)
@@ -80,7 +86,7 @@ class Trainer:
         self.schedules = {name: optim_cfg for name, (_, optim_cfg) in self.method.optimized().items()}
         # Every process evaluates its share of the images (ssgen.eval gathers the features), so all
         # evaluate at the same steps; every file write happens in the main process only.
-        self.evaluators = build_evaluators(cfg, self.method, self.device, self.log)
+        self.evaluators = build_evaluators(cfg, self.method, self.device, self.log, self.holdout, train_set)
         self.fixed_noise = self.method.fixed_noise(tc.num_grid_images, torch.Generator().manual_seed(cfg.seed))
         self.grid_real = self.batches().images[: tc.num_grid_images]  # before any restore: the same on resume
         self.step, self.best, self.last_checkpoint = 0, {}, None
@@ -111,6 +117,8 @@ class Trainer:
         if self.place.is_main:
             # Rewritten at every resume: a torn config.yaml would make the run impossible to resume.
             atomic_write(self.run_dir / CONFIG_FILE, yaml.safe_dump(to_dict(self.cfg), sort_keys=False))
+            if self.holdout.members:
+                atomic_write(self.run_dir / HOLDOUT_FILE, holdout_text(self.holdout.members))
             if resume:
                 drop_metrics_after(self.run_dir, self.step)
             # purge_step hides events a crashed run wrote after its last checkpoint.
