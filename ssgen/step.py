@@ -45,4 +45,3 @@ class Progress:
 class DataInfo:
     """What a method needs to know about its data to build its networks."""
     resolution: int
-    num_classes: int = 0   # classes of the labelled images (0: unknown or none)

@@ -6,7 +6,7 @@ import torch
 from ssgen.config import load_config
 from ssgen.errors import ConfigError
 from ssgen.methods import METHODS
-from ssgen.methods.base import DataInfo
+from ssgen.step import DataInfo
 from ssgen.nets.autoencoder import build_autoencoder
 
 TINY = ["method.encoder.width=8", "method.decoder.width=8", "method.optim.lr=3e-3", "method.optim.betas=[0.5, 0.999]"]

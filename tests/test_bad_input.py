@@ -25,12 +25,7 @@ from ssgen.errors import ConfigError, DataError
 from ssgen.checkpoint import list_checkpoints, read_checkpoint
 from ssgen.train.trainer import train
 
-ROOT = Path(__file__).resolve().parents[1]
-QUICK = ROOT / "configs" / "quick.yaml"
-TINY = ["method.generator.width=8", "method.discriminator.width=8", "method.generator.z_dim=8",
-        "data.train_size=64", "data.test_size=16", "trainer.batch_size=8", "method.n_dis=1",
-        "eval.fid.every=0", "eval.probe.every=0", "trainer.threads=1", "trainer.num_grid_images=4",
-        "trainer.sample_every=1000"]
+from small_runs import QUICK, TINY
 
 
 @pytest.fixture(autouse=True)

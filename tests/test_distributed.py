@@ -28,12 +28,12 @@ from ssgen.eval.metrics import read_metrics
 from ssgen.checkpoint import list_checkpoints, read_checkpoint
 from ssgen.train.trainer import train
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-QUICK, ROTNET = CONFIGS / "quick.yaml", CONFIGS / "rotnet_shapes.yaml"
+from small_runs import QUICK, ROTNET, SMALL_GAN
+
 RUN = ["data.train_size=256", "data.test_size=128", "trainer.batch_size=16", "trainer.steps=6",
        "trainer.threads=1", "trainer.device=cpu", "trainer.log_every=1", "trainer.sample_every=100",
        "trainer.checkpoint_every=4", "trainer.keep_checkpoints=5", "eval.fid.every=0", "eval.probe.every=0"]
-SMALL = {QUICK: ["method.generator.width=16", "method.discriminator.width=16", "method.generator.z_dim=16", *RUN],
+SMALL = {QUICK: [*SMALL_GAN, *RUN],
          ROTNET: ["method.encoder.width=16", *RUN]}
 TIMEOUT_S = 150
 
@@ -92,6 +92,16 @@ HELPERS = textwrap.dedent("""
     assert torch.equal(d.gather_rows(full[d.shard(5)]), full)
     mine = full[:1] if rank == 0 else torch.empty(0, 0)
     assert torch.equal(d.gather_rows(mine), full[:1])
+
+    # gather_with_grad: a loss over the global rows gives each process the one-process gradient
+    # of its own rows, once summed over processes and divided by their number (average_gradients).
+    rows = torch.arange(8.0).view(4, 2).requires_grad_()
+    mine = rows[2 * rank: 2 * rank + 2]
+    everyone = d.gather_with_grad(mine)
+    assert torch.equal(everyone, rows.detach())
+    (everyone.square().sum(1) * torch.arange(1.0, 5.0)).mean().backward()  # a mean over the global batch
+    one_process = 2 * rows.detach() * torch.arange(1.0, 5.0)[:, None] / 4
+    assert torch.allclose(rows.grad[2 * rank: 2 * rank + 2] / 2, one_process[2 * rank: 2 * rank + 2])
 
     # Logged figures: the mean over processes, the same in both.
     values = d.average_values({"loss/a": torch.tensor(float(rank + 1)), "acc": torch.tensor(rank * 1.0)})

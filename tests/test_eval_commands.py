@@ -1,6 +1,5 @@
 """`ssgen fid` and `ssgen probe` on a trained run: where their inputs come from."""
 
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -10,10 +9,10 @@ from ssgen.cli import cli
 from ssgen.config import load_config
 from ssgen.train.trainer import train
 
-QUICK = Path(__file__).resolve().parents[1] / "configs" / "quick.yaml"
-SMALL = ["method.generator.width=16", "method.discriminator.width=16", "method.generator.z_dim=16",
-         "data.train_size=128", "data.test_size=64", "trainer.batch_size=16", "method.n_dis=1",
-         "eval.fid.every=0", "eval.probe.every=0", "trainer.steps=2"]
+from small_runs import QUICK
+from small_runs import SMALL as SMALL_QUICK
+
+SMALL = [*SMALL_QUICK, "trainer.steps=2"]
 
 
 @pytest.fixture

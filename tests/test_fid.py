@@ -13,7 +13,8 @@ from ssgen.config import Config
 from ssgen.eval import build_evaluators
 from ssgen.eval.fid import FrechetDistance, InceptionWeightsMissing, resolve_extractor
 from ssgen.images import to_uint8
-from ssgen.methods.base import DataInfo, Method
+from ssgen.methods.base import Method
+from ssgen.step import DataInfo
 
 
 class TensorImages:

@@ -1,20 +1,19 @@
 """The GPU training path: bf16 autocast, torch.compile, device-resident data. Run where a GPU is:
 python -m pytest -q -m gpu  (deselected by default, skipped without CUDA)."""
 
-from pathlib import Path
 
 import pytest
 import torch
 
 from ssgen.config import load_config
 from ssgen.eval.metrics import read_metrics
-from ssgen.methods.base import DataInfo
+from ssgen.step import DataInfo
 from ssgen.methods.ssgan import SSGAN
 from ssgen.train.trainer import train
+from small_runs import QUICK
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
-QUICK = Path(__file__).resolve().parents[1] / "configs" / "quick.yaml"
 
 
 @pytest.mark.parametrize("compile", [False, True])

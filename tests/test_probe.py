@@ -5,7 +5,8 @@ import torch
 from ssgen.config import Config, ProbeConfig
 from ssgen.data.base import seeded_subset
 from ssgen.eval.probe import ProbeData, linear_probe, probe_accuracy
-from ssgen.methods.base import DataInfo, Method
+from ssgen.methods.base import Method
+from ssgen.step import DataInfo
 
 
 def clusters(n, num_classes=10, dim=64, seed=0):
@@ -38,10 +39,10 @@ class ChannelMeans(Method):
         self.bn = torch.nn.BatchNorm1d(3)  # something whose mode matters
         self.modes_seen = []
 
-    def features(self, x, layers=None):
+    def compute_features(self, x, layers):
         self.modes_seen.append(self.training)
         means = x.mean((2, 3))
-        return {name: {"means": means, "first": means[:, :1]}[name] for name in self.check_features(layers)}
+        return {name: {"means": means, "first": means[:, :1]}[name] for name in layers}
 
 
 class ColouredImages:

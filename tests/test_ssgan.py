@@ -10,7 +10,7 @@ from ssgen.methods.gan import GAN
 from ssgen.methods.ssgan import SSGAN
 from ssgen.data import build_dataset
 
-TINY = ["method.generator.width=16", "method.discriminator.width=16", "method.generator.z_dim=16"]
+from small_runs import SMALL_GAN as TINY
 
 
 def tiny(name, *overrides, cls=None):

@@ -1,6 +1,5 @@
 """The trainer end to end on CPU: run directory layout, resume, config checks."""
 
-from pathlib import Path
 
 import torch
 import yaml
@@ -12,10 +11,7 @@ from ssgen.eval.metrics import read_metrics
 from ssgen.checkpoint import list_checkpoints, read_checkpoint
 from ssgen.train.trainer import train
 
-QUICK = Path(__file__).resolve().parents[1] / "configs" / "quick.yaml"
-SMALL = ["method.generator.width=16", "method.discriminator.width=16", "method.generator.z_dim=16",
-         "data.train_size=256", "data.test_size=64", "trainer.batch_size=16", "method.n_dis=1",
-         "eval.fid.every=0", "eval.probe.every=0"]
+from small_runs import QUICK, SMALL
 
 
 def small_config(tmp_path, *overrides):

@@ -1,0 +1,109 @@
+"""Self-supervised tasks as parts: the same task on a GAN's discriminator and on an encoder alone."""
+
+import pytest
+import torch
+
+from ssgen.checkpoint import build_method, list_checkpoints, read_checkpoint
+from ssgen.config import NetConfig, load_config
+from ssgen.errors import ConfigError
+from ssgen.eval.metrics import read_metrics
+from ssgen.nets.base import Generator
+from ssgen.registry import DISCRIMINATORS, METHODS
+from ssgen.step import DataInfo
+from ssgen.tasks.base import Task, TaskConfig, encode_together
+from ssgen.train.trainer import train
+from small_runs import ROTNET, SMALL_GAN
+
+
+def method(*overrides):
+    cfg = load_config(None, list(overrides))
+    torch.manual_seed(0)
+    return METHODS.get(cfg.method.name)(cfg.method, DataInfo(resolution=32))
+
+
+def test_ssgan_is_a_gan_with_the_rotation_task():
+    ssgan = method("method.name=ssgan", *SMALL_GAN, "method.n_dis=1")
+    gan = method("method.name=gan", *SMALL_GAN, "method.n_dis=1", "method.tasks=[{name: rotation}]")
+    gan.load_state_dict(ssgan.state_dict())
+    batches = [torch.randn(8, 3, 32, 32) for _ in range(3)]
+    for real in batches:
+        torch.manual_seed(1)
+        a = ssgan.train_step(lambda: real)
+        torch.manual_seed(1)
+        b = gan.train_step(lambda: real)
+        assert a.keys() == b.keys() and {"loss/d_rotation", "rotation/acc_real", "rotation/acc_fake"} <= set(a)
+        for key in a:
+            assert torch.equal(a[key], b[key]), key
+
+
+def test_g_weight_zero_leaves_the_task_out_of_gs_loss():
+    gan = method("method.name=gan", *SMALL_GAN, "method.tasks=[{name: rotation, g_weight: 0}]")
+    _, logs = gan.g_loss(torch.randn(4, 3, 32, 32))
+    assert set(logs) == {"loss/g"}
+    _, logs = gan.d_loss(torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32))
+    assert {"loss/d_rotation", "rotation/acc_real", "loss/d_gan"} <= set(logs)
+
+
+def test_encode_together_runs_one_pass_per_shape_and_keeps_the_order():
+    D = DISCRIMINATORS.get("resnet")(NetConfig(width=8), 32).eval()
+    calls = []
+    D.register_forward_hook(lambda module, args, out: calls.append(args[0].shape))
+    batches = [torch.randn(2, 3, 32, 32), torch.randn(3, 3, 16, 16), torch.randn(4, 3, 32, 32)]
+    features = encode_together(D, batches)
+    assert sorted(tuple(c) for c in calls) == [(3, 3, 16, 16), (6, 3, 32, 32)]
+    for batch, got in zip(batches, features):
+        torch.testing.assert_close(got, D(batch), rtol=1e-5, atol=1e-5)
+
+
+def test_features_carry_gradients_only_when_asked():
+    gan = method("method.name=ssgan", *SMALL_GAN)
+    x = torch.randn(2, 3, 32, 32)
+    assert not gan.features(x)["penultimate"].requires_grad
+    gan.features(x, grad=True)["penultimate"].sum().backward()
+    assert all(p.grad is not None for p in gan.D.blocks.parameters())
+
+
+def test_rotnet_trains_probes_and_resumes_exactly(tmp_path):
+    common = ["method.encoder.width=8", "data.train_size=64", "data.test_size=32", "trainer.batch_size=8",
+              "trainer.steps=4", "trainer.checkpoint_every=2", "trainer.keep_checkpoints=5", "trainer.threads=1",
+              "trainer.deterministic=true", "trainer.log_every=1", "eval.probe.every=4",
+              "eval.probe.train_size=32", "eval.probe.test_size=32"]
+    run = train(load_config(ROTNET, [f"run_dir={tmp_path / 'run'}", *common]), progress=False, log=lambda m: None)
+    keys = set().union(*(r["metrics"] for r in read_metrics(run)))
+    assert {"loss/rotation", "rotation/acc_real", "probe/encoder"} <= keys
+    rotnet = build_method(load_config(ROTNET, common), "cpu")
+    assert not any(isinstance(m, Generator) for m in rotnet.modules())  # no G, no G optimizer
+    assert set(rotnet.optimizers()) == {"encoder"}
+    final = read_checkpoint(list_checkpoints(run)[-1])
+    list_checkpoints(run)[-1].unlink()  # as if killed after step 2
+    train(load_config(ROTNET, [f"run_dir={run}", *common]), resume=True, progress=False, log=lambda m: None)
+    resumed = read_checkpoint(list_checkpoints(run)[-1])
+    for key, value in final["method"].items():
+        assert torch.equal(value, resumed["method"][key]), key
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["method.name=gan", "method.tasks=[{name: colour}]"], r"method.tasks\[0\].name: unknown task 'colour'; valid: rotation"),
+    (["method.name=gan", "method.tasks=[{name: rotation, fraktion: 1}]"], r"method.tasks\[0\]: unknown key 'fraktion'"),
+    (["method.name=gan", "method.tasks=[{name: rotation, d_weight: -1}]"], r"method.tasks\[0\].d_weight: -1.0 is out of range"),
+    (["method.name=ssgan", "method.tasks=[{name: rotation}]"], r"method.tasks\[0\].name: the rotation task is listed twice"),
+    (["method.name=ssgan", "trainer.batch_size=30"], r"method.rotation_fraction=0.25 of trainer.batch_size=30 is 7.5"),
+    (["method.name=gan", "method.tasks=[{name: rotation, fraction: 0.5}]", "trainer.batch_size=3"],
+     r"method.tasks\[0\].fraction=0.5 of trainer.batch_size=3 is 1.5 images"),
+    (["method.name=encoder", "method.tasks=[{name: rotation, g_weight: 0.2}]"],
+     r"method.tasks\[0\].g_weight: the encoder method has no generator"),
+    (["method.name=encoder", "method.tasks=[]"], "method.tasks is empty"),
+])
+def test_bad_task_configs_are_clear_errors(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        cfg = load_config(None, overrides)
+        METHODS.get(cfg.method.name).check_config(cfg)
+
+
+def test_a_g_weight_on_a_task_without_a_generator_side_is_refused():
+    class Inpainting(Task):  # a task that defines nothing for G
+        pass
+
+    cfg = load_config(None, ["method.name=gan"])
+    with pytest.raises(ConfigError, match=r"method.tasks\[0\].g_weight=0.5: the inpainting task has no generator side"):
+        Inpainting.check_config(TaskConfig(name="inpainting", g_weight=0.5), cfg, lambda f: f"method.tasks[0].{f}")
