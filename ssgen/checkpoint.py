@@ -26,7 +26,8 @@ FORMAT = 1
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
 BEST = "best.pt"
-HOLDOUT_FILE = "holdout.txt"  # held-out test images of a folder with no test split, one a line
+HOLDOUT_FILE = "holdout.txt"
+ZIP_MAGIC = b"PK\x03\x04"  # held-out test images of a folder with no test split, one a line
 _NAME = re.compile(r"step-(\d+)\.pt$")
 
 
@@ -77,6 +78,10 @@ def read_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
     if path.stat().st_size == 0:  # e.g. a copy cut short; torch.load would say only "EOFError"
         raise CheckpointError(f"checkpoint {str(path)!r} is unreadable (empty file, 0 bytes)")
+    with open(path, "rb") as f:
+        if f.read(4) != ZIP_MAGIC:  # torch.save writes a zip archive; anything else is some other file
+            raise CheckpointError(f"checkpoint {str(path)!r} is unreadable: it is not a checkpoint at all (not a "
+                                  f"file written by torch.save); expected a run directory or its {CHECKPOINT_DIR}/*.pt")
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise before our one line
             warnings.simplefilter("ignore")

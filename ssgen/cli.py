@@ -14,7 +14,7 @@ import click
 
 from ssgen.checkpoint import CONFIG_FILE
 from ssgen.config import (Config, apply_override, config_from_dict, from_dict, load_config, read_config_file,
-                          to_dict)
+                          to_dict, with_absolute_paths)
 from ssgen.errors import ConfigError, SsgenError
 from ssgen.eval.commands import fid, probe, report
 
@@ -49,11 +49,13 @@ def resume_config(run_dir: Path, config_path: str | None, overrides: tuple[str, 
     if not saved_file.is_file():
         raise ConfigError(f"--resume {str(run_dir)!r}: not a run directory (no config.yaml)")
     saved = config_from_dict(read_config_file(saved_file, "the run's config"))
+    # Where a run lives is not part of its recipe: it resumes from any path, also after a move.
+    saved.run_dir = str(run_dir)
     raw = read_config_file(config_path) if config_path else to_dict(saved)
     raw["run_dir"] = str(run_dir)
     for assignment in overrides:
         apply_override(raw, assignment)
-    cfg = from_dict(Config, raw)
+    cfg = with_absolute_paths(from_dict(Config, raw))
     changes = config_diff(to_dict(saved), to_dict(cfg))
     if changes and not force:
         raise ConfigError(f"the config differs from the run's saved one ({'; '.join(changes)}); "
@@ -67,24 +69,42 @@ def resume_config(run_dir: Path, config_path: str | None, overrides: tuple[str, 
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override one config value, e.g. --set trainer.steps=2000 --set data.path=DIR/train.zip. Repeatable.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
-              help="Continue the run in this directory from its latest readable checkpoint.")
+              help="Continue the run in this directory (any path to it, also after moving it) from its "
+                   "latest readable checkpoint.")
 @click.option("--force", is_flag=True, help="With --resume: accept a config that differs from the saved one.")
-@click.option("--no-progress", is_flag=True, help="No progress bar (logs still go to TensorBoard and metrics.jsonl).")
-def train(config_path, overrides, resume_dir, force, no_progress):
-    """Train a method (GAN, SS-GAN, autoencoder) from a config.
+@click.option("--overwrite", is_flag=True,
+              help="Start afresh in a run directory that already holds a run, deleting that run's files.")
+@click.option("--no-progress", is_flag=True,
+              help="No progress bar: a plain line every trainer.log_every steps instead (the default when "
+                   "the output is not a terminal).")
+def train(config_path, overrides, resume_dir, force, overwrite, no_progress):
+    """Train a method (GAN, SS-GAN, RotNet, autoencoders ...) from a config.
 
-    The run directory (trainer's `run_dir`, default runs/<config name>) receives config.yaml,
-    checkpoints/, tb/ (TensorBoard), samples/ and metrics.jsonl."""
+    The run directory (`run_dir`, default runs/<config name>) receives config.yaml, checkpoints/,
+    tb/ (TensorBoard), samples/ and metrics.jsonl. A fresh run refuses a directory that already
+    holds a run (--resume it, choose another run_dir, or --overwrite). After SIGTERM or Ctrl-C
+    the checkpoint is written and the exit status is 128 + the signal number (143, 130)."""
+    from ssgen.train.trainer import Stopped
     from ssgen.train.trainer import train as run_training
 
     if resume_dir:
         cfg = resume_config(Path(resume_dir), config_path, overrides, force)
+    elif config_path is None:
+        names = ", ".join(p.name for p in sorted(CONFIGS_DIR.glob("*.yaml")))
+        raise ConfigError(f"ssgen train needs --config FILE (or --resume RUN_DIR); shipped configs in {CONFIGS_DIR}: "
+                          f"{names} (`ssgen configs` describes them); start with: ssgen train --config "
+                          f"{CONFIGS_DIR / 'quick.yaml'}")
     else:
-        cfg = load_config(config_path, overrides)
-    # The trainer already silences the other torchrun processes' log; this last line is ours.
-    run_dir = run_training(cfg, resume=bool(resume_dir), progress=not no_progress,
-                           log=lambda msg: click.echo(msg, err=True))
-    if os.environ.get("RANK", "0") == "0":
+        cfg = with_absolute_paths(load_config(config_path, overrides))
+    main_process = os.environ.get("RANK", "0") == "0"  # the trainer speaks from rank 0 alone; so do we
+    try:
+        run_dir = run_training(cfg, resume=bool(resume_dir), progress=not no_progress, overwrite=overwrite,
+                               log=lambda msg: click.echo(msg, err=True))
+    except Stopped as stop:
+        if main_process:
+            click.echo(f"run directory: {stop.run_dir}")
+        sys.exit(stop.exit_status)
+    if main_process:
         click.echo(f"run directory: {run_dir}")
 
 

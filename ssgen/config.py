@@ -323,6 +323,19 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
     return cfg
 
 
+def with_absolute_paths(cfg: Config) -> Config:
+    """The config with its data and extractor paths made absolute, as a new run saves it: the run
+    then resumes (and is measured) from any working directory."""
+    def absolute(path: str) -> str:
+        return str(Path(path).expanduser().resolve()) if path else path
+
+    cfg.data.path = absolute(cfg.data.path)
+    if Path(cfg.eval.fid.extractor).suffix:  # a file, not a registered extractor's name
+        cfg.eval.fid.extractor = absolute(cfg.eval.fid.extractor)
+    cfg.eval.fid.weights = absolute(cfg.eval.fid.weights)
+    return cfg
+
+
 def config_from_dict(raw: dict) -> Config:
     """Rebuild a Config from its saved dict (as written into a run directory or checkpoint)."""
     return from_dict(Config, raw)

@@ -283,8 +283,8 @@ def test_output_file_in_a_missing_folder(ssgen, tmp_path, monkeypatch, capsys, r
 def test_a_real_process_exits_2_with_one_line_and_debug_shows_the_traceback(tmp_path, debug):
     missing = tmp_path / "missing"
     args = [sys.executable, "-m", "ssgen", *(["--debug"] if debug else []),
-            "train", "--no-progress", "--set", "data.name=folder", "--set", f"data.path={missing}",
-            "--set", f"run_dir={tmp_path / 'run'}"]
+            "train", "--config", QUICK, "--no-progress", "--set", "data.name=folder", "--set",
+            f"data.path={missing}", "--set", f"run_dir={tmp_path / 'run'}"]
     result = subprocess.run(args, capture_output=True, text=True, timeout=120)
     if debug:
         assert result.returncode != 0 and "Traceback (most recent call last)" in result.stderr

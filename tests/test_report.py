@@ -32,7 +32,7 @@ def fake_run(root, name, fd_protocol, forgetting):
 def test_report_writes_plots_table_and_samples(tmp_path):
     runs = [fake_run(tmp_path, "gan", FD, forgetting=1.0), fake_run(tmp_path, "ssgan", FD, forgetting=0.0)]
     report = write_report(runs, tmp_path / "out")
-    for figure in ("fid.png", "probe.png", "rotation.png", "fid.protocol.json"):
+    for figure in ("fid.png", "probe.png", "tasks.png", "fid.protocol.json"):
         assert (tmp_path / "out" / figure).stat().st_size > 0
     assert (tmp_path / "out" / "samples" / "gan-samples-00000300.png").exists()
     text = report.read_text()

@@ -79,7 +79,8 @@ def fid(checkpoint, data_path, data_name, split, num, extractor, weights, device
                                       fc.weights if weights is None else weights)
     data = data_config(run.cfg, data_path, data_name)
     images = build_dataset(data, split or fc.split, run_holdout(run, data))
-    distance = FrechetDistance(images, feature_space, device, num, batch_size=fc.batch_size, seed=run.cfg.seed)
+    distance = FrechetDistance(images, feature_space, device, num, batch_size=fc.batch_size, seed=run.cfg.seed,
+                               log=lambda line: click.echo(line, err=True))
     value = distance(run.method)
     click.echo(f"{feature_space.label}: {value:.4f}")
     click.echo(f"protocol: {json.dumps(distance.protocol)}")
@@ -124,7 +125,7 @@ def probe(checkpoint, layers, random_init, train_size, test_size, data_path, dat
     for images in sets:
         require_labels(images, "a linear probe fits a classifier on class labels")
     data = ProbeData.from_sets(*sets, cfg.train_size, cfg.test_size)
-    accuracy = linear_probe(method, data, cfg, device, chosen)
+    accuracy = linear_probe(method, data, cfg, device, chosen, log=lambda line: click.echo(line, err=True))
     source = "random-init network" if random_init else f"{run.checkpoint} (step {run.step})"
     click.echo(f"linear probe of {source}; protocol: {json.dumps(data.protocol(cfg))}")
     for layer, value in accuracy.items():
@@ -136,8 +137,11 @@ def probe(checkpoint, layers, random_init, train_size, test_size, data_path, dat
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Folder for the PNG plots, the latest sample grids and report.md.")
 def report(run_dirs, out):
-    """Plots and a Markdown summary of RUN_DIRS: FID/FD, probe accuracy (forgetting) and rotation
-    accuracy vs step, the latest sample grids, and a table of final and best figures per run."""
+    """Plots and a Markdown summary of RUN_DIRS: FID/FD, probe accuracy (forgetting) and
+    self-supervised task accuracy (rotation ...) vs step, the latest sample grids, and a table of final and best figures per run.
+
+    A folder that is not itself a run stands for every run below it (`ssgen report runs/`),
+    each labelled by its path inside that folder."""
     from ssgen.eval.report import write_report
 
     click.echo(f"report: {write_report(list(run_dirs), out)}")

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ssgen.console import ProgressReport
 from ssgen.errors import ConfigError, SsgenError
 from ssgen.files import atomic_write
 from ssgen.data.base import seeded_subset
@@ -238,7 +239,7 @@ def reference_key(images, num_real: int, extractor: Extractor) -> str:
 
 
 def reference_stats(images, num_real: int, extractor: Extractor, net_for, device: torch.device,
-                    batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+                    batch_size: int, log=None) -> tuple[np.ndarray, np.ndarray]:
     """(mu, sigma) of the real images, from the disk cache or computed and cached.
     `net_for()` builds the extractor network only when the statistics must be computed."""
     num_real = min(num_real, len(images))
@@ -247,7 +248,11 @@ def reference_stats(images, num_real: int, extractor: Extractor, net_for, device
         with np.load(path, allow_pickle=False) as saved:
             return saved["mu"], saved["sigma"]
     chunks = seeded_subset(len(images), num_real).split(batch_size)
-    batches = (images.get(chunk)[0] for chunk in chunks[shard(len(chunks))])  # this process's share
+    mine = chunks[shard(len(chunks))]  # this process's share
+    batches = (images.get(chunk)[0] for chunk in mine)
+    if log is not None:
+        batches = ProgressReport(num_real, f"{extractor.label} real images", log, every=max(1, num_real // 10),
+                                 unit="images").wrap(batches, map(len, mine))
     mu, sigma = extract(net_for(), batches, device, [len(chunk) for chunk in chunks])
     if world()[0] != 0:
         return mu, sigma
@@ -274,8 +279,9 @@ class FrechetDistance:
     """FID/FD of a method's samples against one real image set; real statistics built once, lazily."""
 
     def __init__(self, images, extractor: Extractor, device: torch.device, num_fake: int,
-                 num_real: int | None = None, batch_size: int = 250, seed: int = 0):
-        self.images, self.extractor, self.device = images, extractor, device
+                 num_real: int | None = None, batch_size: int = 250, seed: int = 0, log=None):
+        """`log`: where to report progress on long work (ssgen fid); None: silent (training)."""
+        self.images, self.extractor, self.device, self.log = images, extractor, device, log
         self.num_fake, self.batch_size, self.seed = num_fake, batch_size, seed
         self.num_real = min(num_real or num_fake, len(images))
         self._net = None
@@ -295,15 +301,19 @@ class FrechetDistance:
     def reference(self) -> tuple[np.ndarray, np.ndarray]:
         if self._reference is None:
             self._reference = reference_stats(self.images, self.num_real, self.extractor, self.net,
-                                              self.device, self.batch_size)
+                                              self.device, self.batch_size, self.log)
         return self._reference
 
     def __call__(self, method) -> float:
         """The distance. Under torchrun every process samples its share; the main process alone
         computes the distance (the others return nan)."""
         mu_real, sigma_real = self.reference()
+        sizes = near_equal_sizes(self.num_fake, self.batch_size)
         fakes = fake_batches(method, self.num_fake, self.batch_size, self.seed)
-        mu, sigma = extract(self.net(), fakes, self.device, near_equal_sizes(self.num_fake, self.batch_size))
+        if self.log is not None:
+            fakes = ProgressReport(self.num_fake, f"{self.extractor.label} samples", self.log, unit="images",
+                                   every=max(1, self.num_fake // 10)).wrap(fakes, sizes[shard(len(sizes))])
+        mu, sigma = extract(self.net(), fakes, self.device, sizes)
         if world()[0] != 0:
             return float("nan")
         return frechet_distance(mu, sigma, mu_real, sigma_real)

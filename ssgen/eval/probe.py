@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ssgen.config import ProbeConfig
+from ssgen.console import ProgressReport
 from ssgen.data.base import seeded_subset
 from ssgen.images import to_float
 from ssgen.parallel import gather_rows, shard, world
@@ -45,15 +46,19 @@ class ProbeData:
 
 @torch.no_grad()
 def extract_features(method, images: torch.Tensor, layers: Sequence[str], batch_size: int,
-                     device: torch.device) -> dict[str, torch.Tensor]:
+                     device: torch.device, log=None, what: str = "features") -> dict[str, torch.Tensor]:
     """{layer: float32 [N, F] on device} of uint8 images, with the method in eval mode.
-    Under torchrun each process extracts its share of the images and all get every row."""
+    Under torchrun each process extracts its share of the images and all get every row.
+    `log`: where to report progress (None: silent)."""
     was_training = method.training
     method.eval()
     mine = images[shard(len(images))]
+    chunks = mine.split(batch_size) if len(mine) else ()
+    if log is not None:
+        chunks = ProgressReport(len(mine), what, log, every=max(1, len(mine) // 5), unit="images").wrap(
+            chunks, map(len, chunks))
     try:
-        parts = [method.features(to_float(chunk.to(device, non_blocking=True)), layers)
-                 for chunk in (mine.split(batch_size) if len(mine) else ())]
+        parts = [method.features(to_float(chunk.to(device, non_blocking=True)), layers) for chunk in chunks]
     finally:
         method.train(was_training)
     empty = torch.empty(0, 0, device=device)  # a process with no share (fewer images than processes)
@@ -96,14 +101,17 @@ def probe_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.T
 
 
 def linear_probe(method, data: ProbeData, cfg: ProbeConfig, device: torch.device,
-                 layers: Sequence[str] | None = None) -> dict[str, float]:
+                 layers: Sequence[str] | None = None, log=None) -> dict[str, float]:
     """{layer: test top-1} of the method's frozen features. Under torchrun every process
-    extracts its share of the features, and the main process alone fits (others get {})."""
+    extracts its share of the features, and the main process alone fits (others get {}).
+    `log`: where to report progress on long work (ssgen probe); None: silent."""
     layers = method.check_features(layers or cfg.layers)
-    train = extract_features(method, data.train_images, layers, cfg.batch_size, device)
-    test = extract_features(method, data.test_images, layers, cfg.batch_size, device)
+    train = extract_features(method, data.train_images, layers, cfg.batch_size, device, log, "train features")
+    test = extract_features(method, data.test_images, layers, cfg.batch_size, device, log, "test features")
     if world()[0] != 0:
         return {}
+    if log is not None:
+        log(f"fitting the classifier ({cfg.max_iter} L-BFGS iterations per layer, {len(layers)} layer(s))")
     return {layer: probe_accuracy(train[layer], data.train_labels, test[layer], data.test_labels,
                                   data.num_classes, cfg.max_iter, cfg.l2)
             for layer in layers}

@@ -22,7 +22,7 @@ from ssgen.eval.metrics import METRICS_FILE, read_metrics
 
 @dataclass(frozen=True)
 class Family:
-    """Metrics plotted together: FID/FD, probe accuracy (the forgetting figure), rotation accuracy."""
+    """Metrics plotted together: FID/FD, probe accuracy (the forgetting figure), task accuracies."""
     name: str
     title: str
     selects: Callable[[str], bool]
@@ -32,7 +32,8 @@ class Family:
 FAMILIES = (
     Family("fid", "FID / FD vs step (lower is better)", lambda k: k == "fid" or k.startswith("fd/"), True),
     Family("probe", "Linear probe top-1 vs step (discriminator forgetting)", lambda k: k.startswith("probe/"), False),
-    Family("rotation", "Rotation accuracy vs step", lambda k: k.startswith("rotation/"), False),
+    # Every self-supervised task logs `<task>/acc_real` (and `_fake` on a GAN's G side).
+    Family("tasks", "Self-supervised task accuracy vs step", lambda k: k.split("/")[-1].startswith("acc_"), False),
 )
 
 
@@ -175,10 +176,30 @@ def run_header(run: Run) -> str:
     return f"`{run.path}`: " + ", ".join(facts)
 
 
+def find_runs(paths: list[Path]) -> tuple[list[Path], list[str]]:
+    """Run directories and their labels. A path with metrics is a run; any other folder stands
+    for every run below it (as `tensorboard --logdir runs` does), each labelled by its path
+    relative to that folder."""
+    found, labels = [], []
+    for path in paths:
+        if (path / METRICS_FILE).is_file() or not path.is_dir():
+            found.append(path)
+            labels.append(None)
+            continue
+        below = sorted(p.parent for p in path.rglob(METRICS_FILE))
+        if not below:
+            raise CheckpointError(f"{str(path)!r} holds no runs (no {METRICS_FILE} in it or below it)")
+        found += below
+        labels += [p.relative_to(path).as_posix() for p in below]
+    named = run_labels(found)
+    return found, [label or name for label, name in zip(labels, named)]
+
+
 def write_report(run_dirs: list[str | Path], out: str | Path) -> Path:
-    """Plots, the latest sample grids and report.md for the runs; returns report.md's path."""
-    paths = [Path(p) for p in run_dirs]
-    runs = [load_run_metrics(p, label) for p, label in zip(paths, run_labels(paths))]
+    """Plots, the latest sample grids and report.md for the runs (or every run below a folder);
+    returns report.md's path."""
+    paths, labels = find_runs([Path(p) for p in run_dirs])
+    runs = [load_run_metrics(p, label) for p, label in zip(paths, labels)]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     lines = ["# ssgen report", ""]
@@ -195,7 +216,7 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> Path:
                   "", f"Protocols: `{family.name}.protocol.json`", ""]
     for run in runs:
         lines += [f"## Run {run.label}", "", run_header(run), ""]
-        lines += summary_table(run) if run.series else ["No FID/FD, probe or rotation metrics recorded."]
+        lines += summary_table(run) if run.series else ["No FID/FD, probe or task accuracy recorded."]
         lines += [""] + [f"![{p.stem}]({p.relative_to(out)})" for p in copy_latest_samples(run, out)] + [""]
     report = out / "report.md"
     report.write_text("\n".join(lines))

@@ -8,20 +8,20 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import shutil
 import signal
-import time
 from pathlib import Path
 
 import torch
 import yaml
 from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 from ssgen import parallel
 from ssgen.checkpoint import (BEST, CHECKPOINT_DIR, CONFIG_FILE, FORMAT, HOLDOUT_FILE, atomic_save,
                               build_method, checkpoint_dir, latest_readable, list_checkpoints,
                               load_method_state, read_holdout, save_checkpoint)
 from ssgen.config import Config, to_dict
+from ssgen.console import ProgressReport, duration
 from ssgen.data import BatchStream, build_dataset, choose_holdout, holdout_text
 from ssgen.errors import CheckpointError, ConfigError, SsgenError
 from ssgen.eval import build_evaluators
@@ -37,19 +37,36 @@ class NonFiniteLoss(SsgenError):
     pass
 
 
-def train(cfg: Config, resume: bool = False, log=print, progress: bool = True) -> Path:
-    """Train `cfg.method` on `cfg.data` for `cfg.trainer.steps` steps; returns the run directory."""
-    trainer = Trainer(cfg, log, progress, resume)
+class Stopped(Exception):
+    """Training stopped on a signal (SIGTERM, the first Ctrl-C) after writing a checkpoint. The
+    command exits with 128 + the signal's number, as shells do, so a scheduler can tell a
+    preempted run from a finished one."""
+
+    def __init__(self, signum: int, run_dir: Path):
+        super().__init__(f"stopped by signal {signum}")
+        self.signum, self.run_dir = signum, run_dir
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + self.signum
+
+
+def train(cfg: Config, resume: bool = False, log=print, progress: bool = True, overwrite: bool = False) -> Path:
+    """Train `cfg.method` on `cfg.data` for `cfg.trainer.steps` steps; returns the run directory.
+    Raises Stopped after a stop signal (the checkpoint is written)."""
+    trainer = Trainer(cfg, log, progress, resume, overwrite)
     try:
-        trainer.restore(resume)
-        trainer.run()
+        if trainer.restore(resume):
+            trainer.run()
     finally:
         trainer.close()
+    if trainer.stopped_by:
+        raise Stopped(trainer.stopped_by, trainer.run_dir)
     return trainer.run_dir
 
 
 class Trainer:
-    def __init__(self, cfg: Config, log, show_progress: bool, resume: bool):
+    def __init__(self, cfg: Config, log, show_progress: bool, resume: bool, overwrite: bool = False):
         tc = cfg.trainer
         self.cfg, self.run_dir = cfg, Path(cfg.run_dir)
         self.device = parallel.resolve_device(tc.device)
@@ -61,6 +78,8 @@ class Trainer:
                               f"over {self.place.world_size} processes")
         self.log = log if self.place.is_main else (lambda message: None)  # one voice: the main process's
         METHODS.get(cfg.method.name, "method.name").check_config(cfg)  # before the run directory is made
+        if not resume:  # one run, one directory
+            claim_run_dir(self.run_dir, overwrite, self.place.is_main)
         if self.place.is_main:
             check_writable(self.run_dir)
         if tc.threads:
@@ -90,13 +109,15 @@ class Trainer:
         self.fixed_noise = self.method.fixed_noise(tc.num_grid_images, torch.Generator().manual_seed(cfg.seed))
         self.grid_real = self.batches().images[: tc.num_grid_images]  # before any restore: the same on resume
         self.step, self.best, self.last_checkpoint = 0, {}, None
+        self.show_progress, self.stopped_by = show_progress, 0
         self.writer: SummaryWriter | None = None
-        self.bar = tqdm(total=tc.steps, disable=not (show_progress and self.place.is_main),
-                        dynamic_ncols=True, unit="step")
+        self.report: ProgressReport | None = None
+        self.evaluated: dict[str, tuple[str, float, float]] = {}  # key -> (label, first, last value)
 
     # ---------------------------------------------------------------- start and end
-    def restore(self, resume: bool) -> None:
-        """Continue from the newest readable checkpoint (resume), then open the run's logs."""
+    def restore(self, resume: bool) -> bool:
+        """Continue from the newest readable checkpoint (resume), then open the run's logs.
+        False: nothing left to train (a finished run)."""
         found = latest_readable(self.run_dir, warn=self.log) if resume else None
         if resume and found is None:
             if list_checkpoints(self.run_dir):  # never silently start over on top of a run's checkpoints
@@ -112,7 +133,11 @@ class Trainer:
             self.batches.load_state_dict(state["batches"])
             set_rng_state(state["rng"], self.device)
             self.step, self.best, self.last_checkpoint = int(state["step"]), state.get("best", {}), path
-            self.bar.update(self.step)
+            if self.step >= self.cfg.trainer.steps:
+                self.log(f"{self.run_dir} is finished: {self.step} of {self.cfg.trainer.steps} steps ({path}). "
+                         f"To train it further: ssgen train --resume {self.run_dir} --set trainer.steps=N --force "
+                         "(the learning-rate schedule then stretches to the new total)")
+                return False
             self.log(f"resuming {self.run_dir} from step {self.step} ({path.name})")
         if self.place.is_main:
             # Rewritten at every resume: a torn config.yaml would make the run impossible to resume.
@@ -121,11 +146,13 @@ class Trainer:
                 atomic_write(self.run_dir / HOLDOUT_FILE, holdout_text(self.holdout.members))
             if resume:
                 drop_metrics_after(self.run_dir, self.step)
-            # purge_step hides events a crashed run wrote after its last checkpoint.
-            self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step + 1 if self.step else None)
+            # purge_step hides what a killed run logged after its last checkpoint (all of it if none).
+            self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step + 1 if resume else None)
+        return True
 
     def close(self) -> None:
-        self.bar.close()
+        if self.report is not None:
+            self.report.close()
         if self.writer is not None:
             self.writer.close()
         parallel.teardown()
@@ -136,7 +163,10 @@ class Trainer:
         # A host sync every step costs nothing on the CPU but stalls a GPU's queue: check less often there.
         check_every = 1 if self.device.type == "cpu" else tc.log_every
         amp = autocast(self.cfg, self.device)
-        self.timer, self.timed_steps = time.perf_counter(), 0
+        # A bar on a terminal; in a file (or with --no-progress) a plain line every log_every steps.
+        self.report = ProgressReport(tc.steps, "step", self.log, every=tc.log_every, initial=self.step,
+                                     unit="steps", bar=self.show_progress and self.place.is_main)
+        self.timed_from = self.step, self.report.elapsed()  # for perf/steps_per_s
         with StopRequest() as stop:
             while self.step < tc.steps:
                 self.step += 1
@@ -144,8 +174,6 @@ class Trainer:
                     set_learning_rates(optimizer, self.schedules[name], self.step, tc.steps)
                 with amp:
                     logs = self.method.train_step(self.batches, Progress(self.step, tc.steps))
-                self.timed_steps += 1
-                self.bar.update(1)
 
                 last = self.step == tc.steps
                 stopping = stop.requested  # read once: a signal arriving later waits for the next step
@@ -159,6 +187,7 @@ class Trainer:
                     values = self.checked_values(logs)
                 if logging and self.place.is_main:
                     self.write_log(values)
+                self.report.update(1, **(main_figures(values) if logging else {}))
                 if self.place.is_main and (self.step % tc.sample_every == 0 or last):
                     self.write_grids()
                 if evaluating:
@@ -167,9 +196,14 @@ class Trainer:
                     self.last_checkpoint = save_checkpoint(self.run_dir, self.step, self.checkpoint_state(),
                                                            tc.keep_checkpoints)
                 if stopping:
-                    self.log(f"\nstopped at step {self.step}; checkpoint {self.last_checkpoint}; "
+                    self.report.close()
+                    self.log(f"stopped at step {self.step}; checkpoint {self.last_checkpoint}; "
                              f"continue with: ssgen train --resume {self.run_dir}")
-                    break
+                    # A process that saw no signal itself stops for another's: as if sent SIGTERM.
+                    self.stopped_by = stop.signum or signal.SIGTERM
+                    return
+        self.report.close()
+        self.log(self.summary())
 
     def checked_values(self, logs: dict[str, torch.Tensor]) -> dict[str, float]:
         """The step's logged values as floats, averaged over the processes (global-batch figures,
@@ -184,15 +218,13 @@ class Trainer:
         return values
 
     def write_log(self, values: dict[str, float]) -> None:
-        elapsed = time.perf_counter() - self.timer
-        values["perf/steps_per_s"] = self.timed_steps / max(elapsed, 1e-9)
+        (step, elapsed), now = self.timed_from, (self.step, self.report.elapsed())
+        values["perf/steps_per_s"] = (now[0] - step) / max(now[1] - elapsed, 1e-9)
         values["perf/skipped_steps"] = float(self.method.skipped_steps)
-        self.timer, self.timed_steps = time.perf_counter(), 0
+        self.timed_from = now
         for key, value in values.items():
             self.writer.add_scalar(key, value, self.step)
         append_metrics(self.run_dir, self.step, values)
-        self.bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in values.items() if k.startswith("loss/")},
-                             refresh=False)
 
     def write_grids(self) -> None:
         (self.run_dir / "samples").mkdir(exist_ok=True)
@@ -208,11 +240,27 @@ class Trainer:
                 continue
             for key, value in metrics.items():
                 self.writer.add_scalar(key, value, self.step)
+                label = protocol.get("metric", key) if key == evaluator.lower_is_better_key else key
+                first = self.evaluated.get(key, (label, value, value))[1]
+                self.evaluated[key] = (label, first, value)
             append_metrics(self.run_dir, self.step, metrics, protocol)
+            self.log(f"step {self.step}  " + "  ".join(f"{self.evaluated[k][0]} {format_metric(k, v)}"
+                                                        for k, v in metrics.items()))
             key = evaluator.lower_is_better_key
             if key in metrics and metrics[key] < self.best.get("value", math.inf):
                 self.best = {"key": key, "value": metrics[key], "step": self.step}
                 atomic_save(self.checkpoint_state(), checkpoint_dir(self.run_dir) / BEST)
+
+    def summary(self) -> str:
+        """The end of a run in one line: how long, the evaluations' first and last figures, where
+        the checkpoint is."""
+        trained = self.report.done - self.report.start_done
+        parts = [f"done: {self.step} steps ({trained} this session in {duration(self.report.elapsed())})"]
+        for key, (label, first, last) in self.evaluated.items():
+            change = f"{format_metric(key, first)} -> " if first != last else ""
+            parts.append(f"{label} {change}{format_metric(key, last)}")
+        parts.append(f"checkpoint {self.last_checkpoint}")
+        return "; ".join(parts)
 
     def checkpoint_state(self) -> dict:
         return {"format": FORMAT, "step": self.step, "config": to_dict(self.cfg),
@@ -222,6 +270,36 @@ class Trainer:
 
 
 # ---------------------------------------------------------------- helpers
+def main_figures(values: dict[str, float]) -> dict[str, float]:
+    """What a progress line shows: the losses and the task accuracies."""
+    return {k: v for k, v in values.items() if k.startswith("loss/") or "/acc" in k}
+
+
+def format_metric(key: str, value: float) -> str:
+    return f"{100 * value:.1f}% top-1" if key.startswith("probe/") else f"{value:.4g}"
+
+
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, HOLDOUT_FILE, CHECKPOINT_DIR, "tb", "samples")
+
+
+def claim_run_dir(run_dir: Path, overwrite: bool, is_main: bool) -> None:
+    """A fresh run never writes into a directory that holds a run: its metrics, TensorBoard
+    events and checkpoints would interleave with the old run's, and a resume would continue the
+    old one. Refuse with the choices, or with `overwrite` delete the old run's files first."""
+    found = [name for name in RUN_FILES if (run_dir / name).exists()]
+    if not found:
+        return
+    if not overwrite:
+        checkpoints = list_checkpoints(run_dir)
+        held = f"{len(checkpoints)} checkpoint(s), the last {checkpoints[-1].name}" if checkpoints else ", ".join(found)
+        raise SsgenError(f"{run_dir} already holds a run ({held}); continue it with: ssgen train --resume {run_dir}; "
+                         f"or train into another directory: --set run_dir=DIR; or replace it: --overwrite")
+    if is_main:
+        for name in found:
+            path = run_dir / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
 def autocast(cfg: Config, device: torch.device):
     bf16 = cfg.trainer.precision == "bf16" or (cfg.trainer.precision == "auto" and device.type == "cuda")
     if not bf16:
@@ -272,10 +350,11 @@ def set_rng_state(state: dict, device: torch.device) -> None:
 
 
 class StopRequest:
-    """SIGTERM / Ctrl-C: finish the current step, write a checkpoint, exit cleanly."""
+    """SIGTERM / Ctrl-C: finish the current step, write a checkpoint, then stop (Stopped)."""
 
     def __init__(self):
         self.requested = False
+        self.signum = 0
         self._previous = {}
 
     def __enter__(self):
@@ -286,7 +365,7 @@ class StopRequest:
     def _handle(self, signum, frame):
         if self.requested:  # a second Ctrl-C: the user means it
             raise KeyboardInterrupt
-        self.requested = True
+        self.requested, self.signum = True, signum
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
