@@ -160,3 +160,41 @@ def test_report_over_a_folder_of_runs_labels_each_by_its_path(ssgen, tmp_path):
     assert "## Run cpu/seed0" in text and "## Run cpu/seed1" in text
     code, _, err = ssgen("report", tmp_path / "report", "--out", tmp_path / "r2")
     assert code == 2 and "holds no runs" in err
+
+
+# ---------------------------------------------------------------- a user's own folder
+def shapes_as_folder(root, per_class: int, flat: bool = False):
+    """Shapes images written as PNGs: one subfolder per class, or all in one flat folder."""
+    from PIL import Image
+
+    from ssgen.config import load_config
+    from ssgen.data import build_dataset
+
+    images, labels = build_dataset(load_config(None, [f"data.train_size={10 * per_class}"]).data, "train").get(slice(None))
+    for i, (image, label) in enumerate(zip(images, labels)):
+        path = root / (f"{i}.png" if flat else f"class{int(label)}/{i}.png")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(path)
+    return root
+
+
+def test_quick_on_a_folder_of_class_subfolders_without_a_split_holds_out_a_test_split(ssgen, tmp_path):
+    photos = shapes_as_folder(tmp_path / "photos", per_class=8)
+    run = tmp_path / "run"
+    code, _, err = ssgen(*train_args(run, "data.name=folder", f"data.path={photos}", "data.train_size=0",
+                                     "data.test_size=0", "eval.probe.every=4", "eval.probe.train_size=20",
+                                     "eval.probe.test_size=10"))
+    assert code == 0, err
+    assert err.count("holding out 10% (10 of 80 images, class-balanced, seed 0)") == 1
+    held_out = (run / "holdout.txt").read_text().split()
+    assert len(held_out) == 10 and len({name.split("/")[0] for name in held_out}) == 10
+    assert any("probe/penultimate" in r["metrics"] for r in read_metrics(run))
+
+
+def test_quick_on_a_flat_folder_trains_with_the_probe_off_and_says_why(ssgen, tmp_path):
+    photos = shapes_as_folder(tmp_path / "photos", per_class=4, flat=True)
+    code, _, err = ssgen(*train_args(tmp_path / "run", "data.name=folder", f"data.path={photos}",
+                                     "data.train_size=0", "data.test_size=0", "eval.probe.every=4"))
+    assert code == 0, err
+    assert err.count("probe off:") == 1 and f"{photos} has no class subfolders" in err
+    assert not any("probe/" in k for r in read_metrics(tmp_path / "run") for k in r["metrics"])
