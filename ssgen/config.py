@@ -141,9 +141,22 @@ class ProbeConfig:
 
 
 @dataclass
+class KNNConfig:
+    """The weighted kNN monitor of frozen features (eval/knn.py), as the SSL libraries report it."""
+    every: int = ranged(0, 0)               # steps between kNN evaluations; 0: off
+    layers: list[str] = field(default_factory=list)  # empty: the method's default feature layer
+    train_size: int = ranged(10000, 1)      # labelled training images (the neighbours)
+    test_size: int = ranged(10000, 1)
+    k: int = ranged(200, 1)
+    temperature: float = ranged(0.1, 0.0, low_open=True)
+    batch_size: int = ranged(500, 1)        # feature extraction batch
+
+
+@dataclass
 class EvalConfig:
     fid: FIDConfig = field(default_factory=FIDConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    knn: KNNConfig = field(default_factory=KNNConfig)
 
 
 @dataclass

@@ -94,7 +94,7 @@ def test_folder_without_class_subfolders_trains_with_the_probe_off_and_ssgen_pro
     on_flat = ["data.name=folder", f"data.path={flat}", "data.train_size=0", "data.test_size=0"]
     code, _, err = ssgen(*train_args(tmp_path, *on_flat, "eval.probe.every=1"))
     assert code == 0, err
-    assert err.count("probe off:") == 1 and "no class subfolders, so there are no labels to probe with" in err
+    assert err.count("probe off:") == 1 and "no class subfolders, so there are no labels to classify with" in err
     # The run trained on unlabelled images; a probe asked for by name cannot run, and says why.
     code, _, err = ssgen("probe", tmp_path / "run", "--train-size", 10, "--test-size", 10)
     assert_one_error_line(code, err, "has no class labels", "one subfolder per class")

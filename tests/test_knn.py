@@ -54,3 +54,21 @@ def test_perfectly_separated_classes_and_the_protocol():
     assert protocol(200, 0.1, 50_000, 10_000) == {
         "metric": "kNN top-1", "train_size": 50_000, "test_size": 10_000, "k": 200, "temperature": 0.1,
         "classifier": "weighted kNN, k=200, cosine similarity, votes exp(sim / 0.1)"}
+
+
+# ---------------------------------------------------------------- the monitor during training and in ssgen probe
+def test_knn_monitor_during_training_and_in_ssgen_probe(ssgen, tmp_path):
+    from ssgen.eval.metrics import read_metrics
+    from small_runs import QUICK, TINY
+
+    run = tmp_path / "run"
+    sets = [*TINY, "trainer.steps=2", "data.test_size=32", "eval.knn.every=2", "eval.knn.train_size=64",
+            "eval.knn.test_size=32", f"run_dir={run}"]
+    code, _, err = ssgen("train", "--config", QUICK, *[x for s in sets for x in ("--set", s)])
+    assert code == 0, err
+    (record,) = [r for r in read_metrics(run) if "knn/penultimate" in r["metrics"]]
+    assert record["protocol"]["metric"] == "kNN top-1" and record["protocol"]["k"] == 64  # capped at the train size
+    assert record["protocol"]["train_size"] == 64 and record["protocol"]["temperature"] == 0.1
+    code, out, err = ssgen("probe", run, "--train-size", 64, "--test-size", 32, "--knn")
+    assert code == 0, err
+    assert "penultimate:" in out and "% kNN top-1" in out and '"metric": "kNN top-1"' in out

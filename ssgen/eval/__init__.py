@@ -44,26 +44,33 @@ class FIDEvaluator:
         return {self.lower_is_better_key: self.distance(method)}, self.distance.protocol
 
 
-class ProbeEvaluator:
-    name, lower_is_better_key = "probe", None
+class FrozenFeatureEvaluator:
+    """A classifier of frozen features on fixed labelled images: the linear probe or kNN."""
+    lower_is_better_key = None
 
-    def __init__(self, cfg: Config, method: Method, device: torch.device, holdout=None):
+    def __init__(self, name: str, cfg, data_cfg, method: Method, device: torch.device, holdout=None):
         from ssgen.data import build_dataset, require_labels
 
-        self.cfg, self.device, self.every = cfg.eval.probe, device, cfg.eval.probe.every
-        self.layers = method.check_features(self.cfg.layers)  # unknown layers fail before training
-        self.sets = [build_dataset(cfg.data, split, holdout) for split in ("train", "test")]
+        self.name, self.cfg, self.device, self.every = name, cfg, device, cfg.every
+        self.layers = method.check_features(cfg.layers)  # unknown layers fail before training
+        self.sets = [build_dataset(data_cfg, split, holdout) for split in ("train", "test")]
         for images in self.sets:
-            require_labels(images, "eval.probe fits a classifier on class labels")
+            require_labels(images, f"eval.{name} classifies frozen features by class label")
         self.data = None
 
     def __call__(self, method: Method, step: int) -> tuple[dict[str, float], dict]:
+        from ssgen.eval.knn import knn_probe, knn_protocol
         from ssgen.eval.probe import ProbeData, linear_probe
 
         if self.data is None:
             self.data = ProbeData.from_sets(*self.sets, self.cfg.train_size, self.cfg.test_size)
-        accuracy = linear_probe(method, self.data, self.cfg, self.device, self.layers)
-        return {f"probe/{layer}": value for layer, value in accuracy.items()}, self.data.protocol(self.cfg)
+        if self.name == "knn":
+            accuracy, protocol = knn_probe(method, self.data, self.cfg, self.device, self.layers), \
+                knn_protocol(self.data, self.cfg)
+        else:
+            accuracy, protocol = linear_probe(method, self.data, self.cfg, self.device, self.layers), \
+                self.data.protocol(self.cfg)
+        return {f"{self.name}/{layer}": value for layer, value in accuracy.items()}, protocol
 
 
 def build_evaluators(cfg: Config, method: Method, device: torch.device, log: Callable[[str], None],
@@ -83,12 +90,14 @@ def build_evaluators(cfg: Config, method: Method, device: torch.device, log: Cal
                 evaluators.append(FIDEvaluator(cfg, extractor, device, holdout))
             except InceptionWeightsMissing as err:
                 log(f"warning: no FID during training: {err}")
-    if cfg.eval.probe.every > 0:
+    wanted = [name for name in ("probe", "knn") if getattr(cfg.eval, name).every > 0]
+    if wanted:
         from ssgen.data import build_dataset, missing_labels
 
         unlabelled = missing_labels(train_set if train_set is not None else build_dataset(cfg.data, "train", holdout))
         if unlabelled:
-            log(f"probe off: {unlabelled} to probe with")
+            log(f"{' and '.join(wanted)} off: {unlabelled} to classify with")
         else:
-            evaluators.append(ProbeEvaluator(cfg, method, device, holdout))
+            evaluators += [FrozenFeatureEvaluator(name, getattr(cfg.eval, name), cfg.data, method, device, holdout)
+                           for name in wanted]
     return evaluators

@@ -99,17 +99,21 @@ def fid(checkpoint, data_path, data_name, split, num, extractor, weights, device
 @click.option("--data-path", help="Labelled images (folder or .zip); default: the run's data.path.")
 @click.option("--data-name", help="Dataset registry name of the labelled images; default: the run's data.name "
                                   "(folder when --data-path is given for a shapes run).")
+@click.option("--knn", is_flag=True, help="Also the weighted kNN classifier of the same features (k and temperature "
+                                       "from the run's eval.knn: 200 and 0.1 by default), as SSL libraries report it.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-def probe(checkpoint, layers, random_init, train_size, test_size, data_path, data_name, device):
+def probe(checkpoint, layers, random_init, train_size, test_size, data_path, data_name, knn, device):
     """Linear-probe top-1 of CHECKPOINT's frozen features (e.g. a GAN's discriminator), per layer.
 
     A logistic regression is fit on features of a fixed labelled train subset and scored on the
-    test split, with a fixed budget (eval.probe.max_iter, eval.probe.l2)."""
+    test split, with a fixed budget (eval.probe.max_iter, eval.probe.l2); with --knn, the kNN
+    monitor too, on the same features."""
     import torch
 
-    from ssgen.data import build_dataset, require_labels
-    from ssgen.eval.probe import ProbeData, linear_probe
     from ssgen.checkpoint import build_method
+    from ssgen.data import build_dataset, require_labels
+    from ssgen.eval.knn import knn_accuracy, knn_protocol
+    from ssgen.eval.probe import ProbeData, frozen_features, probe_accuracy
 
     run, device = load(checkpoint, device)
     cfg = dataclasses.replace(run.cfg.eval.probe, **{k: v for k, v in (("train_size", train_size),
@@ -125,11 +129,22 @@ def probe(checkpoint, layers, random_init, train_size, test_size, data_path, dat
     for images in sets:
         require_labels(images, "a linear probe fits a classifier on class labels")
     data = ProbeData.from_sets(*sets, cfg.train_size, cfg.test_size)
-    accuracy = linear_probe(method, data, cfg, device, chosen, log=lambda line: click.echo(line, err=True))
+    log = lambda line: click.echo(line, err=True)  # noqa: E731
+    train, test = frozen_features(method, data, chosen, cfg.batch_size, device, log)
+    log(f"fitting the classifier ({cfg.max_iter} L-BFGS iterations per layer, {len(chosen)} layer(s))")
     source = "random-init network" if random_init else f"{run.checkpoint} (step {run.step})"
     click.echo(f"linear probe of {source}; protocol: {json.dumps(data.protocol(cfg))}")
-    for layer, value in accuracy.items():
-        click.echo(f"{layer}: {100 * value:.2f}% top-1")
+    for layer in chosen:
+        accuracy = probe_accuracy(train[layer], data.train_labels, test[layer], data.test_labels,
+                                  data.num_classes, cfg.max_iter, cfg.l2)
+        click.echo(f"{layer}: {100 * accuracy:.2f}% top-1")
+    if knn:
+        knn_cfg = run.cfg.eval.knn
+        click.echo(f"kNN of {source}; protocol: {json.dumps(knn_protocol(data, knn_cfg))}")
+        for layer in chosen:
+            accuracy = knn_accuracy(train[layer], data.train_labels, test[layer], data.test_labels,
+                                    data.num_classes, knn_cfg.k, knn_cfg.temperature)
+            click.echo(f"{layer}: {100 * accuracy:.2f}% kNN top-1")
 
 
 @click.command()

@@ -9,8 +9,14 @@ prediction.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
+
+from ssgen.config import KNNConfig
+from ssgen.eval.probe import ProbeData, frozen_features
+from ssgen.parallel import world
 
 
 @torch.no_grad()
@@ -42,3 +48,22 @@ def protocol(k: int, temperature: float, train_size: int, test_size: int) -> dic
     return {"metric": "kNN top-1", "train_size": train_size, "test_size": test_size, "k": k,
             "temperature": temperature,
             "classifier": f"weighted kNN, k={k}, cosine similarity, votes exp(sim / {temperature:g})"}
+
+
+def knn_probe(method, data: ProbeData, cfg: KNNConfig, device: torch.device,
+              layers: Sequence[str] | None = None, log=None) -> dict[str, float]:
+    """{layer: kNN top-1} of the method's frozen features (the main process alone classifies
+    under torchrun; the others get {})."""
+    layers = method.check_features(layers or cfg.layers)
+    train, test = frozen_features(method, data, layers, cfg.batch_size, device, log)
+    if world()[0] != 0:
+        return {}
+    return {layer: knn_accuracy(train[layer], data.train_labels, test[layer], data.test_labels,
+                                data.num_classes, cfg.k, cfg.temperature)
+            for layer in layers}
+
+
+def knn_protocol(data: ProbeData, cfg: KNNConfig) -> dict:
+    return {**data.description("kNN top-1"),
+            **{k: v for k, v in protocol(cfg.k, cfg.temperature, len(data.train_labels),
+                                         len(data.test_labels)).items() if k != "metric"}}

@@ -39,9 +39,12 @@ class ProbeData:
         return cls(train_images, train_labels, test_images, test_labels, num_classes, train_set.name)
 
     def protocol(self, cfg: ProbeConfig) -> dict:
-        return {"metric": "linear probe top-1", "dataset": self.dataset, "train_split": "train",
-                "test_split": "test", "train_size": len(self.train_labels), "test_size": len(self.test_labels),
+        return {**self.description("linear probe top-1"),
                 "classifier": f"logistic regression, L-BFGS {cfg.max_iter} it, l2 {cfg.l2:g}"}
+
+    def description(self, metric: str) -> dict:
+        return {"metric": metric, "dataset": self.dataset, "train_split": "train", "test_split": "test",
+                "train_size": len(self.train_labels), "test_size": len(self.test_labels)}
 
 
 @torch.no_grad()
@@ -64,6 +67,13 @@ def extract_features(method, images: torch.Tensor, layers: Sequence[str], batch_
     empty = torch.empty(0, 0, device=device)  # a process with no share (fewer images than processes)
     return {layer: gather_rows(torch.cat([p[layer].float().flatten(1) for p in parts]) if parts else empty)
             for layer in layers}
+
+
+def frozen_features(method, data: ProbeData, layers: Sequence[str], batch_size: int, device: torch.device,
+                    log=None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """({layer: train features}, {layer: test features}) of a probe's images."""
+    return (extract_features(method, data.train_images, layers, batch_size, device, log, "train features"),
+            extract_features(method, data.test_images, layers, batch_size, device, log, "test features"))
 
 
 def standardise(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,8 +116,7 @@ def linear_probe(method, data: ProbeData, cfg: ProbeConfig, device: torch.device
     extracts its share of the features, and the main process alone fits (others get {}).
     `log`: where to report progress on long work (ssgen probe); None: silent."""
     layers = method.check_features(layers or cfg.layers)
-    train = extract_features(method, data.train_images, layers, cfg.batch_size, device, log, "train features")
-    test = extract_features(method, data.test_images, layers, cfg.batch_size, device, log, "test features")
+    train, test = frozen_features(method, data, layers, cfg.batch_size, device, log)
     if world()[0] != 0:
         return {}
     if log is not None:
