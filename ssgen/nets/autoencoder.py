@@ -101,8 +101,11 @@ def resnet_encoder(cfg: NetConfig, resolution: int, in_channels: int) -> Encoder
 
 
 @DECODERS.register("resnet")
-def resnet_decoder(cfg: NetConfig, encoder: Encoder, out_channels: int) -> Decoder:
+def resnet_decoder(cfg: NetConfig, encoder: nn.Module, out_channels: int) -> Decoder:
     check_width(cfg, "decoder 'resnet'")
+    if not hasattr(encoder, "feature_map"):
+        raise ConfigError(f"decoder 'resnet' upsamples an encoder's feature map; the {type(encoder).__name__} "
+                          "encoder has none (a ViT's tokens are not a map): use encoder resnet or resnet18")
     return Decoder(encoder.feature_dim, cfg.width, out_channels, encoder.downsamplings)
 
 

@@ -72,6 +72,7 @@ class ResNet18(nn.Module):
         self.layer4 = stage(channels[2], channels[3], stride=2)
         self.block_names = ["layer1", "layer2", "layer3", "layer4"]
         self.feature_dim = channels[-1]
+        self.downsamplings = 3  # feature_map is 1/8 of the input: what a decoder upsamples back
         for module in self.modules():  # torchvision's ResNet init (BN: weight 1, bias 0, as built)
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
