@@ -57,8 +57,8 @@ class Encoder(Method):
         return {"encoder": ([*self.encoder.parameters(), *self.tasks.parameters()], self.cfg.optim)}
 
     def train_step(self, next_batch: NextBatch, progress: Progress = Progress()) -> dict[str, torch.Tensor]:
-        images = as_batch(next_batch()).images
-        inputs = [task.inputs(images, progress) for task in self.tasks]
+        batch = as_batch(next_batch())
+        inputs = [task.inputs(batch, progress) for task in self.tasks]
         features = encode_together(self.encoder, [x for i in inputs for x in i.images])
         loss, logs = task_losses(self.tasks, features, inputs, progress,
                                  [task.cfg.d_weight for task in self.tasks], "", "_real")

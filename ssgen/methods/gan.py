@@ -20,7 +20,7 @@ from ssgen.methods.base import Method, NextBatch
 from ssgen.nets.momentum import MomentumCopy
 from ssgen.parallel import local_slice, near_equal_sizes, world
 from ssgen.registry import DISCRIMINATORS, GENERATORS, METHODS
-from ssgen.step import DataInfo, Progress, as_batch
+from ssgen.step import Batch, DataInfo, Progress, as_batch
 from ssgen.tasks.base import (TaskConfig, build_tasks, check_tasks, encode_together, listed_keys,
                               task_losses, tasks_field)
 
@@ -65,9 +65,11 @@ class GAN(Method):
                 "g": (list(self.G.parameters()), self.cfg.g_optim)}
 
     # ---------------------------------------------------------------- losses
-    def d_loss(self, real: torch.Tensor, fake: torch.Tensor,
+    def d_loss(self, real: Batch | torch.Tensor, fake: torch.Tensor,
                progress: Progress = Progress()) -> tuple[torch.Tensor, dict]:
-        inputs = [task.inputs(real, progress) for task in self.tasks]
+        real_batch = as_batch(real)
+        real = real_batch.images
+        inputs = [task.inputs(real_batch, progress) for task in self.tasks]
         features = encode_together(self.D, [real, fake, *(x for i in inputs for x in i.images)])
         real_logits, fake_logits = self.D.critic(torch.cat(features[:2])).squeeze(1).chunk(2)
         gan_loss = d_adversarial_loss(real_logits, fake_logits, self.cfg.loss)
@@ -81,7 +83,7 @@ class GAN(Method):
 
     def g_loss(self, fake: torch.Tensor, progress: Progress = Progress()) -> tuple[torch.Tensor, dict]:
         tasks = [task for task in self.tasks if task.g_weight > 0]
-        inputs = [task.inputs(fake, progress) for task in tasks]
+        inputs = [task.inputs(Batch.unlabelled(fake), progress) for task in tasks]
         features = encode_together(self.D, [fake, *(x for i in inputs for x in i.images)])
         gan_loss = g_adversarial_loss(self.D.critic(features[0]).squeeze(1), self.cfg.loss)
         if not tasks:
@@ -104,14 +106,14 @@ class GAN(Method):
     def train_step(self, next_batch: NextBatch, progress: Progress = Progress()) -> dict[str, torch.Tensor]:
         logs: dict[str, torch.Tensor] = {}
         for _ in range(self.cfg.n_dis):
-            real = as_batch(next_batch()).images
+            real = as_batch(next_batch())
             with torch.no_grad():
-                fake = self.G(self.training_noise(real.shape[0]))
+                fake = self.G(self.training_noise(len(real.images)))
             loss, logs = self.d_loss(real, fake, progress)
             self.optimize("d", loss)
             for task in self.tasks:
                 task.after_update(self.D, progress)
-        fake = self.G(self.training_noise(real.shape[0]))
+        fake = self.G(self.training_noise(len(real.images)))
         loss, g_logs = self.g_loss(fake, progress)
         self.optimize("g", loss)
         if self.G_ema is not None:

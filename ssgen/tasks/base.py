@@ -19,7 +19,8 @@ from torch import nn
 from ssgen.config import ranged
 from ssgen.errors import ConfigError
 from ssgen.registry import TASKS
-from ssgen.step import DataInfo, Progress
+from ssgen.parallel import local_slice, world
+from ssgen.step import Batch, DataInfo, Progress
 
 
 @dataclass
@@ -68,8 +69,9 @@ class Task(nn.Module):
         if task_cfg.g_weight is not None and task_cfg.g_weight < 0:
             raise ConfigError(f"{key('g_weight')}={task_cfg.g_weight} is out of range; expected >= 0")
 
-    def inputs(self, images: torch.Tensor, progress: Progress) -> TaskInputs:
-        """What to encode for a batch of float [-1, 1] images (real ones, or G's fakes)."""
+    def inputs(self, batch: Batch, progress: Progress) -> TaskInputs:
+        """What to encode for a batch: real images (with labels and dataset rows), or G's fakes
+        (an unlabelled batch)."""
         raise NotImplementedError
 
     def loss(self, features: list[torch.Tensor], inputs: TaskInputs,
@@ -99,6 +101,16 @@ def check_tasks(configs: Sequence[TaskConfig], cfg, keys: Sequence[Callable[[str
 
 def listed_keys(count: int, prefix: str = "method.tasks") -> list[Callable[[str], str]]:
     return [lambda field, i=i: f"{prefix}[{i}].{field}" for i in range(count)]
+
+
+def augmented_views(augment: Callable[[torch.Tensor], list[torch.Tensor]], x: torch.Tensor) -> list[torch.Tensor]:
+    """augment(x) for this process's slice, drawn as one process draws for the global batch
+    (every process augments the global batch's worth and keeps its rows), so K processes see
+    the views one process would."""
+    world_size = world()[1]
+    if world_size == 1:
+        return augment(x)
+    return [local_slice(view) for view in augment(torch.cat([x] * world_size))]
 
 
 def encode_together(encoder: nn.Module, batches: Sequence[torch.Tensor]) -> list[torch.Tensor]:

@@ -19,7 +19,7 @@ from ssgen.nets.heads import mlp
 from ssgen.parallel import world
 from ssgen.pretext.rotation import rotate4
 from ssgen.registry import TASKS
-from ssgen.step import Progress
+from ssgen.step import Batch, Progress
 from ssgen.tasks.base import Task, TaskConfig, TaskInputs
 
 
@@ -52,9 +52,10 @@ class Rotation(Task):
                 f"{rotated:g} images{where}; expected a whole number >= 1 "
                 "(e.g. a batch divisible by 4 with the default 0.25)")
 
-    def inputs(self, images: torch.Tensor, progress: Progress) -> TaskInputs:
+    def inputs(self, batch: Batch, progress: Progress) -> TaskInputs:
         # Under torchrun: the first fraction of each process's slice, not of the global batch
         # (another, equally random subset of the shuffled batch; the same with fraction 1).
+        images = batch.images
         rotated, labels = rotate4(images[: round(images.shape[0] * self.cfg.fraction)])
         return TaskInputs([rotated], labels)
 
