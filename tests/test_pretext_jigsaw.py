@@ -128,9 +128,18 @@ def test_jitter_is_per_image_per_tile_inside_the_cell_and_seeded():
     cell_columns = 1 + 10 * torch.arange(3).repeat(3)
     dy, dx = rows - cell_rows, columns - cell_columns
     assert dy.min() == 0 and dy.max() == 2 and dx.min() == 0 and dx.max() == 2     # every offset, none outside
-    assert len(dy.unique(dim=0)) > 1 and len(dy.unique(dim=1)) > 1                 # per image and per tile
+    offsets = dy * 3 + dx                                                          # [images, tiles]
+    assert (offsets != offsets[:, :1]).any(dim=1).all()                            # per tile in every image
+    assert (offsets != offsets[:1]).any(dim=0).all()                               # per image at every tile
     assert torch.equal(tiles, cut_tiles(x, generator=torch.Generator().manual_seed(0)))
     assert not torch.equal(tiles, cut_tiles(x, generator=torch.Generator().manual_seed(1)))
+
+
+def test_tiles_carry_gradients_to_the_image():
+    x = torch.randn(2, 3, 32, 32, requires_grad=True)
+    tiles, _ = jigsaw_puzzles(x, permutation_set(24, tiles=4))                    # grid 2: cell 16, tile 13
+    normalise_tiles(tiles).square().sum().backward()
+    assert ((x.grad != 0).sum(dim=(1, 2, 3)) == 4 * 3 * 13 * 13).all()           # every tile pixel, once
 
 
 def test_shuffle_then_unshuffle_is_the_identity():

@@ -32,7 +32,7 @@ def permutation_set(count: int, tiles: int = 9) -> torch.Tensor:
     its reference code maximise the mean distance alone, from a random start.) The result is the
     same on every machine; it is cached in memory and in $SSGEN_CACHE/jigsaw/ (default
     ~/.cache/ssgen/jigsaw/), so a run and its resume share one set without recomputing it
-    (count 1000 takes about 5 s on 2 CPU cores).
+    (count 1000 takes about 1 s on one CPU core).
     """
     if not 1 <= tiles <= MAX_TILES:
         raise ConfigError(f"jigsaw tiles = {tiles}: expected 1 to {MAX_TILES} (the search scans all tiles! orders)")
@@ -42,6 +42,7 @@ def permutation_set(count: int, tiles: int = 9) -> torch.Tensor:
 
 
 def cache_dir() -> Path:
+    """Where permutation sets are kept between runs."""
     return Path(os.environ.get("SSGEN_CACHE") or Path.home() / ".cache" / "ssgen") / "jigsaw"
 
 
@@ -59,8 +60,8 @@ def _cached_permutation_set(count: int, tiles: int) -> torch.Tensor:
 
 
 def _parse(text: str, count: int, tiles: int) -> torch.Tensor | None:
-    """The stored set, or None if the file does not hold `count` distinct permutations of range(tiles)
-    (then it is recomputed and rewritten: the search is deterministic, so nothing is lost)."""
+    """The stored set, or None if the file does not hold `count` distinct permutations of
+    range(tiles) (then it is recomputed and rewritten: the search is deterministic)."""
     try:
         rows = torch.tensor([[int(v) for v in line.split()] for line in text.splitlines()])
     except ValueError:
@@ -147,7 +148,7 @@ def cut_tiles(x: torch.Tensor, grid: int = 3, tile: int | None = None,
     batch, _, height, width = x.shape
     cell = min(height, width) // grid
     if cell < 1:
-        raise ConfigError(f"jigsaw grid = {grid}: {height}x{width} images have fewer pixels per side")
+        raise ConfigError(f"jigsaw grid = {grid}: {height}x{width} images have fewer than {grid} pixels a side")
     tile = default_tile(cell) if tile is None else tile
     if not 1 <= tile <= cell:
         raise ConfigError(f"jigsaw tile = {tile}: expected 1 to the cell size {cell} ({height}x{width} / grid {grid})")
@@ -197,8 +198,10 @@ def normalise_tiles(tiles: torch.Tensor, eps: float = 1e-2) -> torch.Tensor:
     """Each tile [..., C, t, t] to zero mean and unit std over all its channels and pixels, so a
     network cannot match neighbours by brightness or contrast (the paper normalises "the mean and
     the standard deviation of each patch independently"; the reference loader takes one mean and
-    one std over the tile's three channels, which keeps its colour). The std is floored at `eps` (about one grey level in [-1, 1] images): a flat tile
-    stays flat instead of turning its rounding noise, and the gradient, 1/std times larger."""
+    one std over the tile's three channels, which keeps its colour). The std is floored at `eps`
+    (about one grey level of [-1, 1] images), which bounds the gain at 1/eps: a nearly flat tile
+    stays nearly flat instead of its rounding noise, and the gradient through it, growing
+    without limit."""
     mean = tiles.mean(dim=(-3, -2, -1), keepdim=True)
     std = tiles.std(dim=(-3, -2, -1), keepdim=True, correction=0)
     return (tiles - mean) / std.clamp_min(eps)
