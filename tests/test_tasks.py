@@ -12,7 +12,7 @@ from ssgen.registry import DISCRIMINATORS, METHODS
 from ssgen.step import DataInfo
 from ssgen.tasks.base import Task, TaskConfig, encode_together
 from ssgen.train.trainer import train
-from small_runs import ROTNET, SMALL_GAN
+from small_runs import ROTNET, SMALL_GAN, TINY_GAN
 
 
 def method(*overrides):
@@ -63,27 +63,58 @@ def test_features_carry_gradients_only_when_asked():
     assert all(p.grad is not None for p in gan.D.blocks.parameters())
 
 
-def test_rotnet_trains_probes_and_resumes_exactly(tmp_path):
-    common = ["method.encoder.width=8", "data.train_size=64", "data.test_size=32", "trainer.batch_size=8",
-              "trainer.steps=4", "trainer.checkpoint_every=2", "trainer.keep_checkpoints=5", "trainer.threads=1",
+def trains_probes_and_resumes_exactly(config, overrides, run_dir, probe_key):
+    """A few steps through the trainer, probed; then killed after the first checkpoint and
+    resumed: the weights at the end are the uninterrupted run's, bit for bit."""
+    common = ["data.train_size=64", "data.test_size=32", "trainer.batch_size=8", "trainer.steps=4",
+              "trainer.checkpoint_every=2", "trainer.keep_checkpoints=5", "trainer.threads=1",
               "trainer.deterministic=true", "trainer.log_every=1", "eval.probe.every=4",
-              "eval.probe.train_size=32", "eval.probe.test_size=32"]
-    run = train(load_config(ROTNET, [f"run_dir={tmp_path / 'run'}", *common]), progress=False, log=lambda m: None)
+              "eval.probe.train_size=32", "eval.probe.test_size=32", "eval.fid.every=0", *overrides]
+    run = train(load_config(config, [f"run_dir={run_dir}", *common]), progress=False, log=lambda m: None)
     keys = set().union(*(r["metrics"] for r in read_metrics(run)))
-    assert {"loss/rotation", "rotation/acc_real", "probe/encoder"} <= keys
-    rotnet = build_method(load_config(ROTNET, common), "cpu")
-    assert not any(isinstance(m, Generator) for m in rotnet.modules())  # no G, no G optimizer
-    assert set(rotnet.optimizers()) == {"encoder"}
     final = read_checkpoint(list_checkpoints(run)[-1])
     list_checkpoints(run)[-1].unlink()  # as if killed after step 2
-    train(load_config(ROTNET, [f"run_dir={run}", *common]), resume=True, progress=False, log=lambda m: None)
+    train(load_config(config, [f"run_dir={run}", *common]), resume=True, progress=False, log=lambda m: None)
     resumed = read_checkpoint(list_checkpoints(run)[-1])
     for key, value in final["method"].items():
         assert torch.equal(value, resumed["method"][key]), key
+    assert probe_key in keys
+    return keys
+
+
+# Per task: what makes it small enough for a test (tasks are added to TASKS as they land).
+SMALL_TASK = {"rotation": "{name: rotation, fraction: 0.5}", "jigsaw": "{name: jigsaw, permutations: 10, hidden: 16}"}
+
+
+@pytest.mark.parametrize("task", sorted(SMALL_TASK))
+def test_each_task_trains_an_encoder_alone_probes_and_resumes(task, tmp_path):
+    keys = trains_probes_and_resumes_exactly(ROTNET, ["method.encoder.width=8", f"method.tasks=[{SMALL_TASK[task]}]"],
+                                             tmp_path / "run", "probe/encoder")
+    assert {f"loss/{task}", "loss/total"} <= keys
+
+
+@pytest.mark.parametrize("task", sorted(SMALL_TASK))
+def test_each_task_trains_on_a_gans_discriminator_probes_and_resumes(task, tmp_path):
+    keys = trains_probes_and_resumes_exactly(None, ["method.name=gan", *TINY_GAN, "method.n_dis=1",
+                                                   f"method.tasks=[{SMALL_TASK[task]}]"],
+                                             tmp_path / "run", "probe/penultimate")
+    assert {f"loss/d_{task}", "loss/d_gan", "loss/g"} <= keys
+
+
+def test_rotnet_has_no_generator():
+    rotnet = build_method(load_config(ROTNET, ["method.encoder.width=8"]), "cpu")
+    assert not any(isinstance(m, Generator) for m in rotnet.modules())  # no G, no G optimizer
+    assert set(rotnet.optimizers()) == {"encoder"}
+
+
+def test_jigsaw_needs_a_convolutional_carrier():
+    with pytest.raises(ConfigError, match="jigsaw task encodes 9 small tiles per image; the ViT encoder"):
+        build_method(load_config(ROTNET, ["method.encoder.name=vit", "method.encoder.depth=1", "method.encoder.heads=2",
+                                          "method.tasks=[{name: jigsaw}]"]), "cpu")
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["method.name=gan", "method.tasks=[{name: colour}]"], r"method.tasks\[0\].name: unknown task 'colour'; valid: rotation"),
+    (["method.name=gan", "method.tasks=[{name: colour}]"], r"method.tasks\[0\].name: unknown task 'colour'; valid: jigsaw, rotation"),
     (["method.name=gan", "method.tasks=[{name: rotation, fraktion: 1}]"], r"method.tasks\[0\]: unknown key 'fraktion'"),
     (["method.name=gan", "method.tasks=[{name: rotation, d_weight: -1}]"], r"method.tasks\[0\].d_weight: -1.0 is out of range"),
     (["method.name=ssgan", "method.tasks=[{name: rotation}]"], r"method.tasks\[0\].name: the rotation task is listed twice"),
