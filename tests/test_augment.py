@@ -26,6 +26,8 @@ def test_identical_images_get_their_own_draws():
     torch.manual_seed(0)
     for view in Augmenter(view_configs("simclr"), 32)(x):
         assert not torch.allclose(view[0], view[1])
+    jittered = one_view(x, jitter_p=1.0)  # colour alone: its factors too are drawn per image
+    assert not torch.allclose(jittered[0], jittered[1])
 
 
 def test_same_seed_or_restored_rng_state_gives_identical_views():

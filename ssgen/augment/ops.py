@@ -40,15 +40,15 @@ def random_boxes(n: int, scale: list[float], ratio: list[float], device: torch.d
 
 
 def resized_crop(x: torch.Tensor, boxes: torch.Tensor, size: int, flip: torch.Tensor) -> torch.Tensor:
-    """Each image's box resampled (bilinear) to size x size, mirrored where `flip` [B] is true.
-    One affine grid per image does crop, resize and flip in a single pass; a box reaching past
-    the image (a translation) reflects the image at its border."""
-    cx, cy, w, h = boxes.unbind(1)
-    sign = 1 - 2 * flip.to(w.dtype)
-    zero = torch.zeros_like(w)
-    theta = torch.stack([torch.stack([w * sign, zero, 2 * cx - 1], 1),
-                         torch.stack([zero, h, 2 * cy - 1], 1)], 1).to(x.dtype)  # [B,2,3]
-    grid = F.affine_grid(theta, [x.shape[0], x.shape[1], size, size], align_corners=False)
+    """Each image's box resampled (bilinear) to size x size, mirrored where `flip` [B] is true:
+    crop, resize and flip in one grid_sample pass. A box reaching past the image (a shift)
+    reflects the image at its border."""
+    cx, cy, w, h = (per_image(v).to(x.dtype) for v in boxes.unbind(1))  # each [B,1,1,1]
+    w = torch.where(per_image(flip), -w, w)
+    centres = (torch.arange(size, device=x.device, dtype=x.dtype) + 0.5) / size * 2 - 1  # output pixels in [-1, 1]
+    across = (2 * cx - 1) + w * centres.view(1, 1, 1, size)  # where each output pixel samples the input
+    down = (2 * cy - 1) + h * centres.view(1, 1, size, 1)
+    grid = torch.cat(torch.broadcast_tensors(across, down), 1).permute(0, 2, 3, 1)  # [B,size,size,2]
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
@@ -59,34 +59,34 @@ def gray(x: torch.Tensor) -> torch.Tensor:
 
 
 def brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    return (x * per_image(factor)).clamp(0, 1)
+    return (x * per_image(factor)).clamp_(0, 1)
 
 
 def contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """Blend with the image's mean luma."""
     mean = gray(x).mean((1, 2, 3), keepdim=True)
-    return torch.lerp(mean, x, per_image(factor)).clamp(0, 1)
+    return torch.lerp(mean, x, per_image(factor)).clamp_(0, 1)
 
 
 def saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """Blend with the image's own grayscale."""
-    return torch.lerp(gray(x), x, per_image(factor)).clamp(0, 1)
+    return torch.lerp(gray(x), x, per_image(factor)).clamp_(0, 1)
 
 
 def hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """Rotate each image's hue by `shift` (a fraction of the colour circle, in [-0.5, 0.5]),
     keeping HSV value and saturation. HSV -> RGB by the closed form
     channel = V - V*S * clamp(min(k, 4 - k), 0, 1), k = (n + hue in sextants) mod 6, n = 5, 3, 1."""
-    value, brightest = x.max(1, keepdim=True)
-    chroma = value - x.min(1, keepdim=True).values  # V * S
     r, g, b = x.split(1, 1)
+    # elementwise max/min: a reduction over the 3-channel dim is several times slower on CPU
+    value = torch.maximum(torch.maximum(r, g), b)
+    chroma = value - torch.minimum(torch.minimum(r, g), b)  # V * S
     c = chroma.clamp_min(1e-8)  # gray pixels have no hue; any value gives them back unchanged
-    sextant = torch.where(brightest == 0, (g - b) / c,
-                          torch.where(brightest == 1, (b - r) / c + 2, (r - g) / c + 4))
+    sextant = torch.where(r == value, (g - b) / c, torch.where(g == value, (b - r) / c + 2, (r - g) / c + 4))
     sextant = sextant + 6 * per_image(shift)
-    n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    n = torch.arange(5, 0, -2, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)  # 5, 3, 1
     k = (n + sextant) % 6
-    return value - chroma * torch.minimum(k, 4 - k).clamp(0, 1)
+    return value - chroma * torch.minimum(k, 4 - k).clamp_(0, 1)
 
 
 def color_jitter(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:

@@ -99,10 +99,9 @@ def jitter_factors(cfg: ViewConfig, n: int, device: torch.device) -> torch.Tenso
     """[n,4] per-image brightness, contrast, saturation factors and hue shift, neutral
     (1, 1, 1, 0) for the images that skip the jitter."""
     *strengths, hue = cfg.jitter
-    factors = [uniform(max(0.0, 1 - s), 1 + s, n, device) for s in strengths]
-    factors = torch.stack(factors + [uniform(-hue, hue, n, device)], 1)
-    neutral = torch.tensor([1.0, 1.0, 1.0, 0.0], device=device)
-    return torch.where(chance(cfg.jitter_p, n, device)[:, None], factors, neutral)
+    apply = chance(cfg.jitter_p, n, device)
+    factors = [torch.where(apply, uniform(max(0.0, 1 - s), 1 + s, n, device), 1.0) for s in strengths]
+    return torch.stack(factors + [torch.where(apply, uniform(-hue, hue, n, device), 0.0)], 1)
 
 
 def augment(x: torch.Tensor, cfg: ViewConfig, size: int) -> torch.Tensor:
