@@ -5,16 +5,25 @@ colour jitter, grayscale, blur, solarize); `Augmenter` makes `count` views of ea
 batch in [-1, 1]. Draws come from torch's global RNG on the batch's device, which the trainer
 checkpoints, so a resumed run repeats them.
 
-Presets (CIFAR, 32 px; views in this order):
-  simclr    SimCLR (Chen et al. 2020), appendix B.9 for CIFAR: colour strength 0.5, no blur.
-  byol      BYOL (Grill et al. 2020), table 6: asymmetric blur 1.0 / 0.1, solarize 0 / 0.2.
-  moco_v2   MoCo v2 (Chen et al. 2020): SimCLR's views with blur p 0.5 (solo-learn's CIFAR
-            mocov2plus keeps the blur at 32 px).
-  dino      DINO (Caron et al. 2021): two global crops, scale (0.4, 1), and 4 local crops at half
-            the resolution, scale (0.05, 0.4); BYOL's colour, blur 1.0 / 0.1 / 0.5.
-  exemplar  Exemplar-CNN (Dosovitskiy et al. 2014): zoom up to 1.4x (area 0.5), strong contrast
-            and saturation, hue +-0.1, always applied.
-  weak      FixMatch's weak view: flip and a shift of up to 4 px at 32 (12.5%), border reflected.
+Presets (for CIFAR's 32 px; views in this order; blur sigma in pixels of the view, the papers'
+(0.1, 2.0) as solo-learn uses it at 32 px):
+  simclr    SimCLR (Chen et al. 2020), appendix B.9 for CIFAR: crop (0.08, 1), colour strength
+            0.5 = jitter (0.4, 0.4, 0.4, 0.1) p 0.8, grayscale 0.2, no blur. Two views.
+            (solo-learn's CIFAR simclr uses strength 1.0 and blur 0.5.)
+  byol      BYOL (Grill et al. 2020), table 6: jitter (0.4, 0.4, 0.2, 0.1) p 0.8, grayscale 0.2,
+            blur 1.0 / 0.1, solarize 0 / 0.2. (solo-learn's CIFAR byol turns the blur off.)
+  moco_v2   MoCo v2 (Chen et al. 2020): SimCLR's views with blur 0.5; solo-learn's CIFAR
+            mocov2plus keeps the blur at 32 px, so it stays.
+  dino      DINO (Caron et al. 2021): two global crops, scale (0.4, 1), blur 1.0 / 0.1 and
+            solarize 0 / 0.2, and 4 local crops at half the resolution, scale (0.05, 0.4), blur
+            0.5; BYOL's colour. (solo-learn's CIFAR dino has no local crops; its CIFAR multi-crop,
+            for SwAV, takes (0.2, 1) and 6 x 18 px at (0.08, 0.5).)
+  exemplar  Exemplar-CNN (Dosovitskiy et al. 2014), section 3 as far as these ops reach: zoom up
+            to 1.4x (area >= 1 / 1.4^2 = 0.5) with the crop's position as the translation, contrast
+            0.5, brightness 0.4 (value x 0.7-1.4), saturation 0.8 (power 0.25-4), hue +-0.1, always
+            applied. Their rotation (+-20 degrees) is not here; a flip (0.5) is. Two views.
+  weak      FixMatch (Sohn et al. 2020) weak view: flip and a shift of up to 12.5% (4 px at 32),
+            border reflected; no colour.
 """
 
 from __future__ import annotations
@@ -73,9 +82,9 @@ PRESETS: dict[str, list[ViewConfig]] = {
              ViewConfig(**BYOL_COLOR, crop_scale=[0.4, 1.0], blur_p=0.1, solarize_p=0.2),
              ViewConfig(**BYOL_COLOR, size=0.5, crop_scale=[0.05, 0.4], blur_p=0.5, count=4)],
     "exemplar": [ViewConfig(crop_scale=[0.5, 1.0], jitter=[0.4, 0.5, 0.8, 0.1], jitter_p=1.0,
-                      grayscale_p=0.0, count=2)],
+                            grayscale_p=0.0, count=2)],
     "weak": [ViewConfig(crop_scale=[1.0, 1.0], crop_ratio=[1.0, 1.0], translate=0.125, jitter_p=0.0,
-                  grayscale_p=0.0)],
+                        grayscale_p=0.0)],
 }
 
 
