@@ -1,0 +1,163 @@
+"""Several augmented views of one batch, made on its device, each image with its own draws.
+
+A `ViewConfig` describes one kind of view (the papers' pipeline: random resized crop, flip,
+colour jitter, grayscale, blur, solarize); `Augmenter` makes `count` views of each kind from a
+batch in [-1, 1]. Draws come from torch's global RNG on the batch's device, which the trainer
+checkpoints, so a resumed run repeats them.
+
+Presets (for CIFAR's 32 px; views in this order; blur sigma in pixels of the view, the papers'
+(0.1, 2.0) as solo-learn uses it at 32 px):
+  simclr    SimCLR (Chen et al. 2020), appendix B.9 for CIFAR: crop (0.08, 1), colour strength
+            0.5 = jitter (0.4, 0.4, 0.4, 0.1) p 0.8, grayscale 0.2, no blur. Two views.
+            (solo-learn's CIFAR simclr uses strength 1.0 and blur 0.5.)
+  byol      BYOL (Grill et al. 2020), table 6: jitter (0.4, 0.4, 0.2, 0.1) p 0.8, grayscale 0.2,
+            blur 1.0 / 0.1, solarize 0 / 0.2. (solo-learn's CIFAR byol turns the blur off.)
+  moco_v2   MoCo v2 (Chen et al. 2020): SimCLR's views with blur 0.5; solo-learn's CIFAR
+            mocov2plus keeps the blur at 32 px, so it stays.
+  dino      DINO (Caron et al. 2021): two global crops, scale (0.4, 1), blur 1.0 / 0.1 and
+            solarize 0 / 0.2, and 4 local crops at half the resolution, scale (0.05, 0.4), blur
+            0.5; BYOL's colour. (solo-learn's CIFAR dino has no local crops; its CIFAR multi-crop,
+            for SwAV, takes (0.2, 1) and 6 x 18 px at (0.08, 0.5).)
+  exemplar  Exemplar-CNN (Dosovitskiy et al. 2014), section 3 as far as these ops reach: zoom up
+            to 1.4x (area >= 1 / 1.4^2 = 0.5) with the crop's position as the translation, contrast
+            0.5, brightness 0.4 (value x 0.7-1.4), saturation 0.8 (power 0.25-4), hue +-0.1, always
+            applied. Their rotation (+-20 degrees) is not here; a flip (0.5) is. Two views.
+  weak      FixMatch (Sohn et al. 2020) weak view: flip and a shift of up to 12.5% (4 px at 32),
+            border reflected; no colour.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ssgen.augment import ops
+from ssgen.config import from_dict, ranged
+from ssgen.errors import ConfigError
+
+
+@dataclass
+class ViewConfig:
+    """One kind of view. Defaults: SimCLR's CIFAR view."""
+    size: float = ranged(1.0, 0.0, 1.0, low_open=True)  # output side / input side (1.0 global, 0.5 local)
+    crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])  # crop area / image area
+    crop_ratio: list[float] = field(default_factory=lambda: [3 / 4, 4 / 3])  # crop width / height
+    translate: float = ranged(0.0, 0.0, 0.5)  # shift of up to this share of the side, whole pixels
+    flip: float = ranged(0.5, 0.0, 1.0)  # probability of a horizontal flip
+    jitter: list[float] = field(default_factory=lambda: [0.4, 0.4, 0.4, 0.1])  # brightness, contrast, saturation, hue
+    jitter_p: float = ranged(0.8, 0.0, 1.0)
+    grayscale_p: float = ranged(0.2, 0.0, 1.0)
+    blur_p: float = ranged(0.0, 0.0, 1.0)
+    blur_sigma: list[float] = field(default_factory=lambda: [0.1, 2.0])  # pixels of the view
+    solarize_p: float = ranged(0.0, 0.0, 1.0)
+    count: int = ranged(1, 1)  # views of this kind
+
+    def __post_init__(self):
+        # List fields: ssgen.config's `ranged` checks numbers only.
+        interval(self.crop_scale, "crop_scale", 0.0, 1.0, "an area share in (0, 1]")
+        interval(self.crop_ratio, "crop_ratio", 0.0, math.inf, "a positive aspect ratio")
+        interval(self.blur_sigma, "blur_sigma", 0.0, math.inf, "a positive sigma in pixels")
+        if len(self.jitter) != 4 or min(self.jitter) < 0 or self.jitter[3] > 0.5:
+            raise ConfigError(f"jitter: {self.jitter!r} is invalid; expected [brightness, contrast, "
+                              f"saturation, hue], each >= 0, hue <= 0.5")
+
+
+def interval(values: list[float], name: str, low: float, high: float, what: str) -> None:
+    if len(values) != 2 or not low < values[0] <= values[1] <= high:
+        raise ConfigError(f"{name}: {values!r} is invalid; expected [low, high] with low <= high, "
+                          f"each {what}")
+
+
+BYOL_COLOR = dict(jitter=[0.4, 0.4, 0.2, 0.1])
+PRESETS: dict[str, list[ViewConfig]] = {
+    "simclr": [ViewConfig(count=2)],
+    "byol": [ViewConfig(**BYOL_COLOR, blur_p=1.0), ViewConfig(**BYOL_COLOR, blur_p=0.1, solarize_p=0.2)],
+    "moco_v2": [ViewConfig(blur_p=0.5, count=2)],
+    "dino": [ViewConfig(**BYOL_COLOR, crop_scale=[0.4, 1.0], blur_p=1.0),
+             ViewConfig(**BYOL_COLOR, crop_scale=[0.4, 1.0], blur_p=0.1, solarize_p=0.2),
+             ViewConfig(**BYOL_COLOR, size=0.5, crop_scale=[0.05, 0.4], blur_p=0.5, count=4)],
+    "exemplar": [ViewConfig(crop_scale=[0.5, 1.0], jitter=[0.4, 0.5, 0.8, 0.1], jitter_p=1.0,
+                            grayscale_p=0.0, count=2)],
+    "weak": [ViewConfig(crop_scale=[1.0, 1.0], crop_ratio=[1.0, 1.0], translate=0.125, jitter_p=0.0,
+                        grayscale_p=0.0)],
+}
+
+
+def view_configs(preset: str) -> list[ViewConfig]:
+    """A fresh copy of a preset's views (callers may change them, e.g. the count of local crops)."""
+    if preset not in PRESETS:
+        raise ConfigError(f"augmentation preset {preset!r} is unknown; valid presets: {', '.join(PRESETS)}")
+    return copy.deepcopy(PRESETS[preset])
+
+
+def chance(p: float, n: int, device: torch.device) -> torch.Tensor:
+    """[n] booleans, each true with probability p."""
+    return torch.rand(n, device=device) < p
+
+
+def uniform(low: float, high: float, n: int, device: torch.device) -> torch.Tensor:
+    return torch.empty(n, device=device).uniform_(low, high)
+
+
+def jitter_factors(cfg: ViewConfig, n: int, device: torch.device) -> torch.Tensor:
+    """[n,4] per-image brightness, contrast, saturation factors and hue shift, neutral
+    (1, 1, 1, 0) for the images that skip the jitter."""
+    *strengths, hue = cfg.jitter
+    apply = chance(cfg.jitter_p, n, device)
+    factors = [torch.where(apply, uniform(max(0.0, 1 - s), 1 + s, n, device), 1.0) for s in strengths]
+    return torch.stack(factors + [torch.where(apply, uniform(-hue, hue, n, device), 0.0)], 1)
+
+
+def augment(x: torch.Tensor, cfg: ViewConfig, size: int) -> torch.Tensor:
+    """One view of each image of x ([B,3,R,R] in [-1, 1]) -> [B,3,size,size] in [-1, 1]."""
+    n, device, resolution = x.shape[0], x.device, x.shape[-1]
+    x = (x + 1) / 2
+    boxes = ops.random_boxes(n, cfg.crop_scale, cfg.crop_ratio, device)
+    if cfg.translate > 0:
+        reach = round(cfg.translate * resolution)
+        shift = torch.randint(-reach, reach + 1, (n, 2), device=device)
+        boxes[:, :2] += shift / resolution
+    x = ops.resized_crop(x, boxes, size, chance(cfg.flip, n, device))
+    if cfg.jitter_p > 0:
+        x = ops.color_jitter(x, jitter_factors(cfg, n, device))
+    if cfg.grayscale_p > 0:
+        x = ops.grayscale(x, chance(cfg.grayscale_p, n, device))
+    if cfg.blur_p > 0:
+        sigma = uniform(*cfg.blur_sigma, n, device) * chance(cfg.blur_p, n, device)
+        # +-3 sigma holds 99.7% of the kernel; reflection needs the radius below the side
+        x = ops.gaussian_blur(x, sigma, min(math.ceil(3 * cfg.blur_sigma[1]), size - 1))
+    if cfg.solarize_p > 0:
+        x = ops.solarize(x, chance(cfg.solarize_p, n, device))
+    return x * 2 - 1
+
+
+class Augmenter(nn.Module):
+    """views: the kinds of view, made in order, `count` of each; resolution: the input's side."""
+
+    def __init__(self, views: list[ViewConfig], resolution: int):
+        super().__init__()
+        if not views:
+            raise ConfigError("augmentation views: the list is empty; expected at least one view")
+        # Through the config parser, so a view built in code is checked like one read from YAML.
+        self.views = [from_dict(ViewConfig, dataclasses.asdict(v), f"views[{i}]") for i, v in enumerate(views)]
+        self.resolution = resolution
+        self.sizes = [round(v.size * resolution) for v in self.views]
+        for i, (v, size) in enumerate(zip(self.views, self.sizes)):
+            if size < 2:
+                raise ConfigError(f"views[{i}].size: {v.size} of {resolution} px is {size} px; "
+                                  f"expected at least 2 px")
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """x [B,3,R,R] in [-1, 1] -> every view in order, each [B,3,size,size] in [-1, 1]."""
+        if x.shape[1:] != (3, self.resolution, self.resolution):
+            raise ValueError(f"expected images [B,3,{self.resolution},{self.resolution}], got {list(x.shape)}")
+        views = []
+        for cfg, size in zip(self.views, self.sizes):
+            # All views of one kind in one batched pass.
+            views += augment(x.repeat(cfg.count, 1, 1, 1), cfg, size).chunk(cfg.count)
+        return views
