@@ -1,5 +1,7 @@
 """Self-supervised tasks as parts: the same task on a GAN's discriminator and on an encoder alone."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -83,14 +85,16 @@ def trains_probes_and_resumes_exactly(config, overrides, run_dir, probe_key):
 
 
 # Per task: what makes it small enough for a test (tasks are added to TASKS as they land).
-SMALL_TASK = {"rotation": "{name: rotation, fraction: 0.5}", "jigsaw": "{name: jigsaw, permutations: 10, hidden: 16}"}
+SMALL_TASK = {"rotation": "{name: rotation, fraction: 0.5}", "jigsaw": "{name: jigsaw, permutations: 10, hidden: 16}",
+              "exemplar": "{name: exemplar, classes: 12, hidden: 16}",
+              "exemplar-batch": "{name: exemplar, mode: batch, copies: 2, embedding: 8}"}
 
 
 @pytest.mark.parametrize("task", sorted(SMALL_TASK))
 def test_each_task_trains_an_encoder_alone_probes_and_resumes(task, tmp_path):
     keys = trains_probes_and_resumes_exactly(ROTNET, ["method.encoder.width=8", f"method.tasks=[{SMALL_TASK[task]}]"],
                                              tmp_path / "run", "probe/encoder")
-    assert {f"loss/{task}", "loss/total"} <= keys
+    assert {f"loss/{task.split('-')[0]}", "loss/total"} <= keys
 
 
 @pytest.mark.parametrize("task", sorted(SMALL_TASK))
@@ -98,7 +102,7 @@ def test_each_task_trains_on_a_gans_discriminator_probes_and_resumes(task, tmp_p
     keys = trains_probes_and_resumes_exactly(None, ["method.name=gan", *TINY_GAN, "method.n_dis=1",
                                                    f"method.tasks=[{SMALL_TASK[task]}]"],
                                              tmp_path / "run", "probe/penultimate")
-    assert {f"loss/d_{task}", "loss/d_gan", "loss/g"} <= keys
+    assert {f"loss/d_{task.split('-')[0]}", "loss/d_gan", "loss/g"} <= keys
 
 
 def test_rotnet_has_no_generator():
@@ -114,7 +118,7 @@ def test_jigsaw_needs_a_convolutional_carrier():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["method.name=gan", "method.tasks=[{name: colour}]"], r"method.tasks\[0\].name: unknown task 'colour'; valid: jigsaw, rotation"),
+    (["method.name=gan", "method.tasks=[{name: colour}]"], r"method.tasks\[0\].name: unknown task 'colour'; valid: exemplar, jigsaw, rotation"),
     (["method.name=gan", "method.tasks=[{name: rotation, fraktion: 1}]"], r"method.tasks\[0\]: unknown key 'fraktion'"),
     (["method.name=gan", "method.tasks=[{name: rotation, d_weight: -1}]"], r"method.tasks\[0\].d_weight: -1.0 is out of range"),
     (["method.name=ssgan", "method.tasks=[{name: rotation}]"], r"method.tasks\[0\].name: the rotation task is listed twice"),
@@ -138,3 +142,44 @@ def test_a_g_weight_on_a_task_without_a_generator_side_is_refused():
     cfg = load_config(None, ["method.name=gan"])
     with pytest.raises(ConfigError, match=r"method.tasks\[0\].g_weight=0.5: the inpainting task has no generator side"):
         Inpainting.check_config(TaskConfig(name="inpainting", g_weight=0.5), cfg, lambda f: f"method.tasks[0].{f}")
+
+
+def exemplar(**options):
+    cfg = load_config(ROTNET, ["method.encoder.width=8", f"method.tasks=[{{name: exemplar, {', '.join(f'{k}: {v}' for k, v in options.items())}}}]"])
+    torch.manual_seed(0)
+    return build_method(cfg, "cpu").tasks[0]
+
+
+def test_exemplar_classes_are_the_first_seed_images_and_their_copies_share_a_class():
+    from ssgen.images import to_uint8
+    from ssgen.step import Batch, Progress
+
+    task = exemplar(classes=6)
+    first, second = torch.rand(4, 3, 32, 32) * 2 - 1, torch.rand(4, 3, 32, 32) * 2 - 1
+    inputs = task.inputs(Batch.unlabelled(first), Progress())
+    assert int(task.seeds_filled) == 4 and torch.equal(task.seeds[:4], to_uint8(first))
+    assert inputs.targets.max() < 4  # only the seeds collected so far are drawn
+    task.inputs(Batch.unlabelled(second), Progress())
+    assert int(task.seeds_filled) == 6 and torch.equal(task.seeds[4:], to_uint8(second[:2]))  # full: 6 classes
+    # With the augmentation off, a copy is its seed image: the label names the image it came from.
+    task.augment.views = [dataclasses.replace(v, crop_scale=[1.0, 1.0], crop_ratio=[1.0, 1.0], flip=0.0, jitter_p=0.0,
+                                              grayscale_p=0.0) for v in task.augment.views]
+    inputs = task.inputs(Batch.unlabelled(second), Progress())
+    for view, label in zip(inputs.images[0], inputs.targets):
+        torch.testing.assert_close(view, (task.seeds[label].float() / 127.5 - 1), atol=2e-2, rtol=0)
+
+
+def test_exemplar_batch_mode_owners_and_the_triplet_loss_on_known_embeddings():
+    from ssgen.tasks.exemplar import batch_hard_triplet
+    from ssgen.step import Batch, Progress
+
+    task = exemplar(mode="batch", copies=3)
+    inputs = task.inputs(Batch.unlabelled(torch.rand(5, 3, 32, 32) * 2 - 1), Progress())
+    assert inputs.images[0].shape[0] == 15 and inputs.targets.tolist() == list(range(5)) * 3
+    owners = torch.tensor([0, 0, 1, 1])
+    apart = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])  # copies together, images apart
+    loss, matched = batch_hard_triplet(apart, owners, margin=0.5)
+    assert loss.item() == 0.0 and matched.item() == 1.0
+    mixed = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])  # each copy nearer another image
+    loss, matched = batch_hard_triplet(mixed, owners, margin=0.5)
+    assert loss.item() == pytest.approx(2 ** 0.5 + 0.5) and matched.item() == 0.0
