@@ -55,3 +55,19 @@ def test_round_trip_through_dict():
     cfg = load_config(None, ["method.name=ssgan", "trainer.steps=5"])
     again = config_from_dict(to_dict(cfg))
     assert to_dict(again) == to_dict(cfg) and isinstance(again, Config)
+
+
+def test_every_shipped_config_loads_passes_its_checks_and_builds():
+    from ssgen.checkpoint import build_method
+    from ssgen.registry import METHODS
+    from small_runs import CONFIGS
+
+    paths = sorted(CONFIGS.glob("*.yaml"))
+    assert len(paths) >= 20
+    for path in paths:
+        cfg = load_config(path)
+        METHODS.get(cfg.method.name).check_config(cfg)
+        method = build_method(cfg, "cpu")
+        assert method.feature_layers, path.name
+        first_line = path.read_text().splitlines()[0]
+        assert first_line.startswith("# ") and len(first_line) > 40, f"{path.name}: say what it is in its first line"
