@@ -87,17 +87,27 @@ def trains_probes_and_resumes_exactly(config, overrides, run_dir, probe_key):
 # Per task: what makes it small enough for a test (tasks are added to TASKS as they land).
 SMALL_TASK = {"rotation": "{name: rotation, fraction: 0.5}", "jigsaw": "{name: jigsaw, permutations: 10, hidden: 16}",
               "exemplar": "{name: exemplar, classes: 12, hidden: 16}",
-              "exemplar-batch": "{name: exemplar, mode: batch, copies: 2, embedding: 8}"}
+              "exemplar-batch": "{name: exemplar, mode: batch, copies: 2, embedding: 8}",
+              "simclr": "{name: simclr, hidden: 16, dim: 8}",
+              "moco": "{name: moco, hidden: 16, dim: 8, queue: 20}",
+              "moco-v1": "{name: moco, version: v1, dim: 8, queue: 20}",
+              "moco-v3": "{name: moco, version: v3, hidden: 16, dim: 8, predictor_hidden: 16}",
+              "byol": "{name: byol, hidden: 16, dim: 8, predictor_hidden: 16}",
+              "dino": "{name: dino, prototypes: 16, hidden: 16, bottleneck: 8}",
+              "ibot": "{name: ibot, prototypes: 16, hidden: 16, bottleneck: 8}"}
+ON_AN_ENCODER = {"ibot": ["method.encoder.name=vit", "method.encoder.width=16", "method.encoder.depth=1",
+                          "method.encoder.heads=2"]}  # patch tokens: a ViT
 
 
 @pytest.mark.parametrize("task", sorted(SMALL_TASK))
 def test_each_task_trains_an_encoder_alone_probes_and_resumes(task, tmp_path):
-    keys = trains_probes_and_resumes_exactly(ROTNET, ["method.encoder.width=8", f"method.tasks=[{SMALL_TASK[task]}]"],
+    encoder = ON_AN_ENCODER.get(task, ["method.encoder.width=8"])
+    keys = trains_probes_and_resumes_exactly(ROTNET, [*encoder, f"method.tasks=[{SMALL_TASK[task]}]"],
                                              tmp_path / "run", "probe/encoder")
     assert {f"loss/{task.split('-')[0]}", "loss/total"} <= keys
 
 
-@pytest.mark.parametrize("task", sorted(SMALL_TASK))
+@pytest.mark.parametrize("task", sorted(set(SMALL_TASK) - set(ON_AN_ENCODER)))
 def test_each_task_trains_on_a_gans_discriminator_probes_and_resumes(task, tmp_path):
     keys = trains_probes_and_resumes_exactly(None, ["method.name=gan", *TINY_GAN, "method.n_dis=1",
                                                    f"method.tasks=[{SMALL_TASK[task]}]"],
@@ -111,6 +121,11 @@ def test_rotnet_has_no_generator():
     assert set(rotnet.optimizers()) == {"encoder"}
 
 
+def test_ibot_needs_patch_tokens():
+    with pytest.raises(ConfigError, match="the ibot task masks patch tokens; the Discriminator encoder has none"):
+        build_method(load_config(None, ["method.name=gan", *TINY_GAN, "method.tasks=[{name: ibot}]"]), "cpu")
+
+
 def test_jigsaw_needs_a_convolutional_carrier():
     with pytest.raises(ConfigError, match="jigsaw task encodes 9 small tiles per image; the ViT encoder"):
         build_method(load_config(ROTNET, ["method.encoder.name=vit", "method.encoder.depth=1", "method.encoder.heads=2",
@@ -118,7 +133,7 @@ def test_jigsaw_needs_a_convolutional_carrier():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["method.name=gan", "method.tasks=[{name: colour}]"], r"method.tasks\[0\].name: unknown task 'colour'; valid: exemplar, jigsaw, rotation"),
+    (["method.name=gan", "method.tasks=[{name: colour}]"], r"method.tasks\[0\].name: unknown task 'colour'; valid: byol, dino, exemplar, ibot, jigsaw, moco, rotation, simclr"),
     (["method.name=gan", "method.tasks=[{name: rotation, fraktion: 1}]"], r"method.tasks\[0\]: unknown key 'fraktion'"),
     (["method.name=gan", "method.tasks=[{name: rotation, d_weight: -1}]"], r"method.tasks\[0\].d_weight: -1.0 is out of range"),
     (["method.name=ssgan", "method.tasks=[{name: rotation}]"], r"method.tasks\[0\].name: the rotation task is listed twice"),

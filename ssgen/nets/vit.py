@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.models.vision_transformer import VisionTransformer
 
@@ -61,8 +62,9 @@ class ViT(nn.Module):
 
     def embed(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """[B, 1 + N, dim]: class token and (masked) patch embeddings, position added."""
-        if x.shape[-2:] != (self.resolution, self.resolution):
-            raise ValueError(f"ViT built for {self.resolution} px images got shape {tuple(x.shape)}")
+        if x.shape[-1] != x.shape[-2] or x.shape[-1] % self.patch_size:
+            raise ValueError(f"ViT with {self.patch_size} px patches got shape {tuple(x.shape)}; expected "
+                             f"square images whose side is a multiple of {self.patch_size}")
         patches = self.conv_proj(x).flatten(2).transpose(1, 2)  # [B, N, dim], row-major patches
         if mask is not None:
             if mask.dtype != torch.bool or mask.shape != patches.shape[:2]:
@@ -70,7 +72,18 @@ class ViT(nn.Module):
                                  f"got {mask.dtype} {list(mask.shape)}")
             patches = torch.where(mask.unsqueeze(-1), self.mask_token, patches)
         class_token = self.class_token.expand(len(x), -1, -1)
-        return torch.cat([class_token, patches], dim=1) + self.encoder.pos_embedding
+        return torch.cat([class_token, patches], dim=1) + self.position_embedding(x.shape[-1] // self.patch_size)
+
+    def position_embedding(self, grid: int) -> torch.Tensor:
+        """[1, 1 + grid^2, dim]: the learned embedding, bicubically resized to a grid of another
+        size (DINO's local crops are smaller than the images the ViT was built for)."""
+        embedding = self.encoder.pos_embedding
+        built = self.resolution // self.patch_size
+        if grid == built:
+            return embedding
+        patches = embedding[:, 1:].reshape(1, built, built, -1).permute(0, 3, 1, 2)
+        patches = F.interpolate(patches, size=(grid, grid), mode="bicubic", align_corners=False)
+        return torch.cat([embedding[:, :1], patches.permute(0, 2, 3, 1).flatten(1, 2)], dim=1)
 
     def tokens(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """[B, 1 + N, dim] after the final norm, class token first. mask: bool [B, N], True

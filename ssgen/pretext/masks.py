@@ -1,9 +1,11 @@
-"""Inpainting masks for the context encoder (Pathak et al. 2016). Pure tensor functions.
-
-Every mask is bool [B, 1, H, W], True where the image is hidden and must be predicted.
+"""Masks: inpainting masks for the context encoder (Pathak et al. 2016), bool [B, 1, H, W], True
+where the image is hidden and must be predicted; and block-wise patch masks for iBOT, bool
+[B, patches]. Pure tensor functions.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -54,3 +56,28 @@ def mask_border(mask: torch.Tensor, width: int) -> torch.Tensor:
     visible = (~mask).float()
     near_visible = F.max_pool2d(visible, 2 * width + 1, stride=1, padding=width) > 0
     return mask & near_visible
+
+
+def patch_block_masks(n: int, grid: int, low: float, high: float, device: torch.device | str = "cpu") -> torch.Tensor:
+    """bool [n, grid * grid] (row-major patches): BEiT's block-wise masking, as iBOT uses it.
+    Each image masks a ratio drawn uniformly from [low, high] of its patches, as rectangles of
+    at least 4 patches and aspect ratios in [0.3, 1 / 0.3], added while they fit the remaining
+    count (so never more than the ratio). Drawn on the CPU from torch's global generator, which
+    the trainer checkpoints."""
+    masks = torch.zeros(n, grid, grid, dtype=torch.bool)
+    for mask in masks:
+        target = round(float(torch.empty(()).uniform_(low, high)) * grid * grid)
+        for _ in range(100):  # tries; a few rectangles are usually enough
+            remaining = target - int(mask.sum())
+            if remaining < 4:
+                break
+            area = float(torch.empty(()).uniform_(4, remaining))
+            ratio = math.exp(float(torch.empty(()).uniform_(math.log(0.3), math.log(1 / 0.3))))
+            height, width = round(math.sqrt(area * ratio)), round(math.sqrt(area / ratio))
+            if not (1 <= height <= grid and 1 <= width <= grid):
+                continue
+            top, left = int(torch.randint(0, grid - height + 1, ())), int(torch.randint(0, grid - width + 1, ()))
+            new = int((~mask[top: top + height, left: left + width]).sum())
+            if 0 < new <= remaining:
+                mask[top: top + height, left: left + width] = True
+    return masks.flatten(1).to(device)
