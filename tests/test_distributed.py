@@ -245,3 +245,21 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
     assert len(checkpoints) == 1
     step = read_checkpoint(checkpoints[0])["step"]
     assert read_metrics(run)[-1]["step"] == step and f"stopped at step {step};" in output
+
+
+def test_joint_embedding_objectives_under_two_processes(tmp_path, monkeypatch):
+    """SimCLR (negatives gathered), MoCo (queue of the global batch's keys), BYOL and DINO
+    (centre all-reduced) on one encoder, two gloo processes: they run and log finite losses;
+    the queue advanced by the global batch's keys, not one process's; the centre moved. (The
+    gathers themselves are checked against one process in tests/test_losses_ssl.py.)"""
+    tasks = ("[{name: simclr, hidden: 16, dim: 8}, {name: moco, hidden: 16, dim: 8, queue: 32}, "
+             "{name: byol, hidden: 16, dim: 8, predictor_hidden: 16}, {name: dino, prototypes: 16, hidden: 16, bottleneck: 8}]")
+    overrides = [f"method.tasks={tasks}", "trainer.steps=2", "trainer.checkpoint_every=2"]
+    run = tmp_path / "two"
+    train_two_processes(run, overrides, tmp_path / "cache", config=ROTNET)
+    losses = {name: v for (_, name), v in figures(run).items() if name.startswith("loss/")}
+    assert {"loss/simclr", "loss/moco", "loss/byol", "loss/dino"} <= set(losses)
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+    state = read_checkpoint(list_checkpoints(run)[-1])["method"]
+    assert int(state["tasks.1.queue.position"]) == 2 * 2 * 16 % 32  # 2 steps x 2 views x the global batch
+    assert state["tasks.3.criterion.center"].abs().sum() > 0

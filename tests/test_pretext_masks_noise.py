@@ -62,3 +62,18 @@ def test_salt_and_pepper_is_black_or_white():
 
 def test_noises_are_named():
     assert set(NOISES) == {"gaussian", "masking", "salt_and_pepper"}
+
+
+def test_block_masks_keep_to_the_drawn_ratio_in_rectangles():
+    from ssgen.pretext.masks import patch_block_masks
+
+    torch.manual_seed(0)
+    masks = patch_block_masks(200, 8, 0.1, 0.5)
+    assert masks.shape == (200, 64) and masks.dtype == torch.bool
+    ratios = masks.float().mean(1)
+    assert ratios.max() <= 0.5 and ratios.min() >= 0.0
+    assert 0.15 < ratios.mean() < 0.35  # about the middle of [0.1, 0.5]: rectangles fill most of the draw
+    fixed = patch_block_masks(50, 8, 0.4, 0.4)
+    assert (fixed.sum(1) <= round(0.4 * 64)).all() and fixed.sum(1).float().mean() > 0.8 * 0.4 * 64
+    torch.manual_seed(0)
+    assert torch.equal(patch_block_masks(200, 8, 0.1, 0.5), masks)  # the global generator: seeded, resumable
