@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Every self-supervised task at a CPU budget on CIFAR-10 (issues 13 and 14), two groups:
+#   gans:     the task on a GAN's discriminator (the forgetting figure: probe of D vs step, FD beside),
+#             GAN and SS-GAN recipes with small nets, same seed and budget as tools/cifar10_cpu_comparison.sh;
+#   encoders: the task alone on one encoder (ResNet-18 at width 32; iBOT: a small ViT), probe and kNN.
+# Usage: tools/cifar10_cpu_tasks.sh DATA_DIR [OUT_DIR] [gans|encoders|all]
+# DATA_DIR holds train.zip and test.zip (python3 ../shared/data/cifar10/unpack.py DATA_DIR).
+# Runs go two at a time, one thread each; ssgen report draws each group at the end.
+set -euo pipefail
+data=${1:?usage: $0 DATA_DIR [OUT_DIR] [gans|encoders|all]}
+out=${2:-runs/cifar10_cpu}
+group=${3:-all}
+fd=${FD_EXTRACTOR:-../shared/fd/cifar10-fd-public.pt}
+mkdir -p "$out/gans" "$out/encoders"
+
+gan_budget=(
+  --set data.name=folder --set "data.path=$data/train.zip"
+  --set method.generator.width=32 --set method.discriminator.width=32
+  --set method.n_dis=2 --set method.ema_decay=0.999
+  --set trainer.batch_size=32 --set trainer.steps=${GAN_STEPS:-3000} --set trainer.threads=1
+  --set trainer.log_every=50 --set trainer.sample_every=500 --set trainer.checkpoint_every=500
+  --set eval.fid.every=500 --set eval.fid.num_samples=2000 --set "eval.fid.extractor=$fd"
+  --set eval.probe.every=500 --set eval.probe.train_size=5000 --set eval.probe.test_size=5000
+  --set eval.probe.layers=[penultimate,block2]
+)
+# name | config | the task list on D (empty: the config's own)
+gans=(
+  "gan|gan_cifar10|"
+  "ssgan|ssgan_cifar10|"
+  "jigsaw|gan_cifar10|[{name: jigsaw, permutations: 100, hidden: 256}]"
+  "exemplar|gan_cifar10|[{name: exemplar, classes: 1000, hidden: 256}]"
+  "simclr|gan_cifar10|[{name: simclr, hidden: 256, dim: 128}]"
+  "moco|gan_cifar10|[{name: moco, hidden: 256, dim: 128, queue: 4096}]"
+  "byol|gan_cifar10|[{name: byol, hidden: 256, dim: 128, predictor_hidden: 256}]"
+  "dino|gan_cifar10|[{name: dino, prototypes: 1024, hidden: 256, bottleneck: 128}]"
+)
+
+enc_budget=(
+  --set data.path="$data/train.zip"
+  --set method.encoder.width=32 --set trainer.batch_size=64 --set trainer.steps=${ENCODER_STEPS:-1500}
+  --set trainer.threads=1 --set trainer.log_every=50 --set trainer.checkpoint_every=500
+  --set method.optim.warmup_steps=100
+  --set eval.probe.every=500 --set eval.probe.train_size=5000 --set eval.probe.test_size=5000
+  --set eval.knn.every=250 --set eval.knn.train_size=5000 --set eval.knn.test_size=5000
+)
+vit=(--set method.encoder.name=vit --set method.encoder.width=128 --set method.encoder.depth=6
+     --set method.encoder.heads=4 --set method.optim.name=adamw --set method.optim.lr=5e-4
+     --set method.optim.weight_decay=0.04 --set "method.optim.betas=[0.9, 0.999]")
+# name | config | tasks | extra
+encoders=(
+  "rotnet|rotnet_cifar10||"
+  "jigsaw|jigsaw_cifar10|[{name: jigsaw, permutations: 100, hidden: 512}]|"
+  "exemplar|exemplar_cifar10|[{name: exemplar, classes: 4000, hidden: 512}]|"
+  "simclr|rotnet_cifar10|[{name: simclr, hidden: 512, dim: 128}]|"
+  "moco|rotnet_cifar10|[{name: moco, hidden: 512, dim: 128, queue: 4096}]|"
+  "byol|rotnet_cifar10|[{name: byol, hidden: 512, dim: 128, predictor_hidden: 512}]|"
+  "dino|rotnet_cifar10|[{name: dino, prototypes: 1024, hidden: 512, bottleneck: 128}]|"
+  "ibot|rotnet_cifar10|[{name: ibot, prototypes: 1024, hidden: 512, bottleneck: 128}]|vit"
+)
+
+run() {  # name config tasks budget-array-name extra outdir
+  local name=$1 config=$2 tasks=$3 budget=$4 extra=$5 dir=$6
+  local args=(--config "configs/$config.yaml" --set "run_dir=$dir/$name" --no-progress)
+  [ -n "$tasks" ] && args+=(--set "method.tasks=$tasks")
+  [ "$extra" = vit ] && args+=("${vit[@]}")
+  local -n budget_ref=$budget
+  ssgen train "${args[@]}" "${budget_ref[@]}" > "$dir/$name.log" 2>&1 || echo "$name failed: see $dir/$name.log"
+}
+
+pairwise() {  # run the jobs two at a time
+  local running=0
+  for job in "$@"; do
+    eval "$job" &
+    running=$((running + 1))
+    if [ $running -eq 2 ]; then wait -n; running=$((running - 1)); fi
+  done
+  wait
+}
+
+if [ "$group" != encoders ]; then
+  jobs=()
+  for entry in "${gans[@]}"; do
+    IFS='|' read -r name config tasks <<< "$entry"
+    [ -f "$out/gans/$name/checkpoints/step-$(printf %08d ${GAN_STEPS:-3000}).pt" ] && continue  # done already
+    jobs+=("run '$name' '$config' '$tasks' gan_budget '' '$out/gans'")
+  done
+  pairwise "${jobs[@]}"
+  ssgen report "$out/gans" --out "$out/gans-report"
+fi
+if [ "$group" != gans ]; then
+  jobs=()
+  for entry in "${encoders[@]}"; do
+    IFS='|' read -r name config tasks extra <<< "$entry"
+    [ -f "$out/encoders/$name/checkpoints/step-$(printf %08d ${ENCODER_STEPS:-1500}).pt" ] && continue
+    jobs+=("run '$name' '$config' '$tasks' enc_budget '$extra' '$out/encoders'")
+  done
+  pairwise "${jobs[@]}"
+  ssgen report "$out/encoders" --out "$out/encoders-report"
+fi
