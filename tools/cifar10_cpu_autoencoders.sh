@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The four pretext-task autoencoders on CIFAR-10 at the CPU budget of tools/cifar10_cpu_comparison.sh:
+# The four pretext-task autoencoders on CIFAR-10 at the GANs' CPU budget (tools/cifar10_cpu_tasks.sh):
 # encoder width 32 (the comparison's D), batch 32, 3000 steps, the same probe protocol.
 #   tools/cifar10_cpu_autoencoders.sh DATA_DIR [OUT_DIR]      (DATA_DIR holds train.zip and test.zip)
 set -euo pipefail

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every self-supervised task at a CPU budget on CIFAR-10 (issues 13 and 14), two groups:
 #   gans:     the task on a GAN's discriminator (the forgetting figure: probe of D vs step, FD beside),
-#             GAN and SS-GAN recipes with small nets, same seed and budget as tools/cifar10_cpu_comparison.sh;
+#             the GAN and SS-GAN recipes with small nets (width 32, n_dis 2, batch 32, 3,000 G steps), one seed;
 #   encoders: the task alone on one encoder (ResNet-18 at width 32; iBOT: a small ViT), probe and kNN.
 # Usage: tools/cifar10_cpu_tasks.sh DATA_DIR [OUT_DIR] [gans|encoders|all]
 # DATA_DIR holds train.zip and test.zip (python3 ../shared/data/cifar10/unpack.py DATA_DIR).
