@@ -2,7 +2,7 @@
 
 A registry is filled by the package that defines its entries (importing `ssgen.methods`
 registers every method). So that low layers (the config parser) can look names up without
-importing the layers above them, each registry names its home package and imports it on the
+importing the layers above them, each registry names its home modules and imports them on the
 first lookup.
 """
 
@@ -17,9 +17,9 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, home: str):
+    def __init__(self, kind: str, *homes: str):
         self.kind = kind
-        self.home = home  # the package whose import registers the entries
+        self.homes = homes  # the modules whose import registers the entries
         self._entries: dict[str, T] = {}
         self._configs: dict[str, type] = {}
 
@@ -37,7 +37,8 @@ class Registry(Generic[T]):
         return add
 
     def _load(self) -> None:
-        importlib.import_module(self.home)
+        for home in self.homes:
+            importlib.import_module(home)
 
     def get(self, name: str, key: str | None = None) -> T:
         if name not in self._entries:
@@ -73,4 +74,4 @@ ENCODERS: Registry = Registry("encoder", "ssgen.nets")
 DECODERS: Registry = Registry("decoder", "ssgen.nets")
 OPTIMIZERS: Registry = Registry("optimizer", "ssgen.optim")
 SCHEDULES: Registry = Registry("schedule", "ssgen.optim")
-EXTRACTORS: Registry = Registry("feature extractor", "ssgen.eval.fid")
+EXTRACTORS: Registry = Registry("feature extractor", "ssgen.eval.fid", "ssgen.eval.shapes_extractor")
