@@ -30,6 +30,7 @@ from ssgen.registry import EXTRACTORS
 from ssgen.parallel import all_ranks, gather_rows, near_equal_sizes, shard, world
 
 INCEPTION = "inception-v3-compat"
+AUTO = "auto"  # eval.fid.extractor chosen by the data (configured_extractor)
 INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
                  "weights-inception-2015-12-05-6726825d.pth")
 DOWNLOAD_TIMEOUT_S = 10
@@ -85,7 +86,9 @@ class Extractor:
         from torch_fidelity.utils import create_feature_extractor
 
         _register_torchscript()
-        with warnings.catch_warnings():
+        # Modules draw their initial weights (then overwritten) from the global RNG: building the
+        # extractor in a run must not shift the training stream's random numbers.
+        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
             module = create_feature_extractor(
                 self.tf_name, [self.feature], cuda=False, verbose=False, **dict(self.kwargs))
@@ -128,8 +131,18 @@ def torchscript_extractor(path: str) -> Extractor:
                      (("torchscript_path", str(Path(path).resolve())),))
 
 
+def configured_extractor(cfg) -> str:
+    """The run's eval.fid.extractor, with `auto` chosen by its data: the embedded shapes are measured
+    by the classifier shipped for them (FD(shapes), offline), anything else by Inception (FID)."""
+    if cfg.eval.fid.extractor != AUTO:
+        return cfg.eval.fid.extractor
+    return "shapes" if cfg.data.name == "shapes" else INCEPTION
+
+
 def resolve_extractor(name_or_path: str, weights: str = "") -> Extractor:
     """A registered extractor name, or a TorchScript file path; unknown names are ConfigErrors."""
+    if name_or_path == AUTO:
+        raise ValueError("resolve the run's extractor with configured_extractor(cfg) first")
     if name_or_path in EXTRACTORS:
         return EXTRACTORS.get(name_or_path)(weights)
     if Path(name_or_path).is_file():

@@ -12,6 +12,8 @@ SS-GAN (ssgan.py) is this with the rotation task.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
+
 import torch
 
 from ssgen.config import MethodConfig, NetConfig, OptimConfig, choice, net, ranged
@@ -120,6 +122,9 @@ class GAN(Method):
             self.G_ema.update(self.G, progress)
         return {**logs, **g_logs}
 
+    def task_carrier(self):
+        return (self.D, self.tasks) if len(self.tasks) else None
+
     def compile_networks(self) -> None:
         self.G.compile()
         self.D.compile()
@@ -133,10 +138,21 @@ class GAN(Method):
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Samples from the EMA G where there is one. G's batch norm uses batch statistics,
         as in training, so samples are drawn in near-equal batches of at most `sample_batch`."""
-        device = next(self.G.parameters()).device
         z = self.noise(n, generator, torch.device("cpu"))
-        return torch.cat([self.sampler(chunk.to(device)).float()
-                          for chunk in z.split(near_equal_sizes(n, self.cfg.sample_batch))])
+        return self.generate(z.split(near_equal_sizes(n, self.cfg.sample_batch)))
+
+    @torch.no_grad()
+    def generate(self, latents: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The sampler's images of each latent batch, concatenated. In train mode G also moves its
+        running statistics and spectral-norm vectors: they are put back, so that measuring a run
+        (FD, grids) leaves its checkpoint as training made it."""
+        device = next(self.G.parameters()).device
+        kept = [buffer.clone() for buffer in self.sampler.buffers()]
+        try:
+            return torch.cat([self.sampler(z.to(device)).float() for z in latents])
+        finally:
+            for buffer, value in zip(self.sampler.buffers(), kept):
+                buffer.copy_(value)
 
     def skip_samples(self, n: int, generator: torch.Generator) -> None:
         self.noise(n, generator, torch.device("cpu"))  # the latents `sample` draws, without G's work
@@ -146,8 +162,7 @@ class GAN(Method):
 
     @torch.no_grad()
     def image_grids(self, real: torch.Tensor, fixed_noise: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        device = next(self.G.parameters()).device
-        return {"samples": self.sampler(fixed_noise.to(device)).float()}
+        return {"samples": self.generate([fixed_noise])}
 
     def compute_features(self, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
         return self.D.block_features(x, layers)
