@@ -123,7 +123,7 @@ class TrainerConfig:
 class FIDConfig:
     every: int = ranged(0, 0)               # steps between evaluations; 0: off
     num_samples: int = ranged(10000, 2)
-    extractor: str = "inception-v3-compat"  # or a path to a TorchScript feature extractor
+    extractor: str = "auto"  # auto: shapes for the shapes data, else inception-v3-compat; or a TorchScript file
     weights: str = ""                       # local Inception weights file (offline)
     split: str = choice("train", "train", "test")
     batch_size: int = ranged(250, 1)
@@ -153,10 +153,20 @@ class KNNConfig:
 
 
 @dataclass
+class TasksEvalConfig:
+    """Each self-supervised task scored on held-out test images (rotation and jigsaw accuracy), with
+    the network in eval mode: what the training batches' figures estimate from a few images."""
+    every: int = ranged(0, 0)               # steps between evaluations; 0: off
+    test_size: int = ranged(1000, 1)
+    batch_size: int = ranged(250, 1)
+
+
+@dataclass
 class EvalConfig:
     fid: FIDConfig = field(default_factory=FIDConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     knn: KNNConfig = field(default_factory=KNNConfig)
+    tasks: TasksEvalConfig = field(default_factory=TasksEvalConfig)
 
 
 @dataclass

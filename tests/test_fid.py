@@ -132,6 +132,7 @@ def test_offline_inception_says_what_to_do(offline):
 def test_training_goes_on_without_inception(offline):
     cfg = Config()
     cfg.eval.fid.every = 10
+    cfg.eval.fid.extractor = "inception-v3-compat"  # named: the default (auto) would measure shapes offline
     messages = []
     assert build_evaluators(cfg, NoiseSampler(), torch.device("cpu"), messages.append) == []
     assert len(messages) == 1 and "eval.fid.weights=" in messages[0]

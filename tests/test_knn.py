@@ -66,7 +66,8 @@ def test_knn_monitor_during_training_and_in_ssgen_probe(ssgen, tmp_path):
             "eval.knn.test_size=32", f"run_dir={run}"]
     code, _, err = ssgen("train", "--config", QUICK, *[x for s in sets for x in ("--set", s)])
     assert code == 0, err
-    (record,) = [r for r in read_metrics(run) if "knn/penultimate" in r["metrics"]]
+    floor, record = [r for r in read_metrics(run) if "knn/penultimate" in r["metrics"]]
+    assert floor["step"] == 0 and record["step"] == 2  # step 0: the random-init network
     assert record["protocol"]["metric"] == "kNN top-1" and record["protocol"]["k"] == 64  # capped at the train size
     assert record["protocol"]["train_size"] == 64 and record["protocol"]["temperature"] == 0.1
     code, out, err = ssgen("probe", run, "--train-size", 64, "--test-size", 32, "--knn")

@@ -100,6 +100,6 @@ def test_fd_in_training_keeps_the_best_checkpoint(tmp_path, monkeypatch, extract
                              "eval.fid.num_samples=32", f"eval.fid.extractor={extractor_file}"),
                 progress=False, log=lambda m: None)
     fd = [r for r in read_metrics(run) if "fd/tiny-fd" in r["metrics"]]
-    assert [r["step"] for r in fd] == [2, 4] and fd[0]["protocol"]["metric"] == "FD(tiny-fd)"
+    assert [r["step"] for r in fd] == [0, 2, 4] and fd[0]["protocol"]["metric"] == "FD(tiny-fd)"
     best = read_checkpoint(run / "checkpoints" / "best.pt")
     assert best["best"]["key"] == "fd/tiny-fd" and best["step"] in (2, 4)

@@ -78,7 +78,7 @@ def build_evaluators(cfg: Config, method: Method, device: torch.device, log: Cal
     """The evaluators the config turns on (every > 0), on the run's held-out test images where it
     has some. Without Inception weights training goes on without FID, and without class labels
     without the probe: the reason is logged once, here."""
-    from ssgen.eval.fid import InceptionWeightsMissing, resolve_extractor
+    from ssgen.eval.fid import InceptionWeightsMissing, configured_extractor, resolve_extractor
 
     evaluators: list[Evaluator] = []
     if cfg.eval.fid.every > 0:
@@ -86,10 +86,20 @@ def build_evaluators(cfg: Config, method: Method, device: torch.device, log: Cal
             log(f"note: eval.fid.every is set but {cfg.method.name} is not generative; no FID")
         else:
             try:
-                extractor = resolve_extractor(cfg.eval.fid.extractor, cfg.eval.fid.weights)
+                extractor = resolve_extractor(configured_extractor(cfg), cfg.eval.fid.weights)
                 evaluators.append(FIDEvaluator(cfg, extractor, device, holdout))
             except InceptionWeightsMissing as err:
                 log(f"warning: no FID during training: {err}")
+    if cfg.eval.tasks.every > 0:
+        from ssgen.data import build_dataset
+        from ssgen.eval.tasks import HeldOutTasksEvaluator, scored_tasks
+
+        if scored_tasks(method):
+            evaluators.append(HeldOutTasksEvaluator(cfg.eval.tasks, build_dataset(cfg.data, "test", holdout),
+                                                    device, cfg.seed))
+        else:
+            log(f"note: eval.tasks.every is set but {cfg.method.name} carries no task that is scored on "
+                "test images (rotation, jigsaw); no held-out task figures")
     wanted = [name for name in ("probe", "knn") if getattr(cfg.eval, name).every > 0]
     if wanted:
         from ssgen.data import build_dataset, missing_labels

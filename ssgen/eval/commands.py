@@ -56,8 +56,10 @@ def named_extractor(extractor: str | None, configured: str) -> str:
 @click.option("--split", type=click.Choice(["train", "test"]), help="Real split; default: the run's eval.fid.split.")
 @click.option("-n", "num", default=50000, show_default=True,
               help="Generated samples; real images: as many, or the whole split if smaller.")
-@click.option("--extractor", help="inception-v3-compat (reported as FID) or a TorchScript extractor file "
-                                  "(reported as FD(<file stem>)); default: the run's eval.fid.extractor.")
+@click.option("--extractor", help="inception-v3-compat (reported as FID), shapes (the packaged classifier of "
+                                  "the embedded shapes data, reported as FD(shapes)) or a TorchScript extractor "
+                                  "file (reported as FD(<file stem>)); default: the run's eval.fid.extractor "
+                                  "(auto: shapes for shapes runs, else Inception).")
 @click.option("--weights", help="Local Inception weights file (pt_inception-2015-12-05.pth) for offline machines.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 def fid(checkpoint, data_path, data_name, split, num, extractor, weights, device):
@@ -66,7 +68,7 @@ def fid(checkpoint, data_path, data_name, split, num, extractor, weights, device
     Prints the value and its protocol and appends both to the run's metrics.jsonl. Real-image
     statistics are cached in ~/.cache/ssgen/fid ($SSGEN_CACHE/fid if set) and reused across runs."""
     from ssgen.data import build_dataset
-    from ssgen.eval.fid import FrechetDistance, resolve_extractor
+    from ssgen.eval.fid import FrechetDistance, configured_extractor, resolve_extractor
     from ssgen.eval.metrics import METRICS_FILE, append_metrics
 
     if num < 2:
@@ -75,7 +77,7 @@ def fid(checkpoint, data_path, data_name, split, num, extractor, weights, device
     fc = run.cfg.eval.fid
     if not run.method.generative:
         raise ConfigError(f"{run.cfg.method.name} is not a generative method; it has no samples to measure")
-    feature_space = resolve_extractor(named_extractor(extractor, fc.extractor),
+    feature_space = resolve_extractor(named_extractor(extractor, configured_extractor(run.cfg)),
                                       fc.weights if weights is None else weights)
     data = data_config(run.cfg, data_path, data_name)
     images = build_dataset(data, split or fc.split, run_holdout(run, data))

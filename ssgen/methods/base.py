@@ -112,5 +112,9 @@ class Method(nn.Module):
         """Inputs held fixed over training so sample grids are comparable (None: not generative)."""
         return None
 
+    def task_carrier(self) -> tuple[nn.Module, nn.ModuleList] | None:
+        """(the network that carries the self-supervised tasks, the tasks), or None without tasks."""
+        return None
+
     def compile_networks(self) -> None:
         """torch.compile the networks that the train step runs (trainer.compile: true)."""

@@ -67,6 +67,9 @@ class Encoder(Method):
             task.after_update(self.encoder, progress)
         return {**logs, "loss/total": loss.detach()}
 
+    def task_carrier(self):
+        return (self.encoder, self.tasks) if len(self.tasks) else None
+
     def compile_networks(self) -> None:
         self.encoder.compile()
 

@@ -46,6 +46,7 @@ class Task(nn.Module):
     Config: type = TaskConfig
     default_g_weight: float = 0.0   # a task with a G side sets its paper's default
     has_generator_side: bool = False
+    scored_on_test_images: bool = False  # inputs_for(images) exists: eval.tasks scores the task held out
 
     def __init__(self, cfg: TaskConfig, encoder: nn.Module, data: DataInfo, spectral_norm: bool = False):
         """`encoder`: the network that carries the task (D's trunk or an encoder): its
@@ -72,6 +73,11 @@ class Task(nn.Module):
     def inputs(self, batch: Batch, progress: Progress) -> TaskInputs:
         """What to encode for a batch: real images (with labels and dataset rows), or G's fakes
         (an unlabelled batch)."""
+        raise NotImplementedError
+
+    def inputs_for(self, images: torch.Tensor) -> TaskInputs:
+        """The task posed on every one of `images` and on nothing else, touching no state of the
+        task's (queues, seed images): how eval.tasks scores it on held-out test images."""
         raise NotImplementedError
 
     def loss(self, features: list[torch.Tensor], inputs: TaskInputs,

@@ -43,6 +43,7 @@ class JigsawConfig(TaskConfig):
 class Jigsaw(Task):
     Config = JigsawConfig
     has_generator_side = True
+    scored_on_test_images = True
 
     def __init__(self, cfg: JigsawConfig, encoder, data, spectral_norm: bool = False):
         super().__init__(cfg, encoder, data, spectral_norm)
@@ -55,7 +56,9 @@ class Jigsaw(Task):
                               norm=False, spectral_norm=spectral_norm)
 
     def inputs(self, batch: Batch, progress: Progress) -> TaskInputs:
-        images = batch.images[: round(len(batch.images) * self.cfg.fraction)]
+        return self.inputs_for(batch.images[: round(len(batch.images) * self.cfg.fraction)])
+
+    def inputs_for(self, images: torch.Tensor) -> TaskInputs:
         tiles, labels = jigsaw_puzzles(images, self.permutations)         # [B, 9, C, t, t]
         if self.cfg.normalise_tiles:
             tiles = normalise_tiles(tiles)

@@ -34,6 +34,7 @@ class Rotation(Task):
     Config = RotationConfig
     default_g_weight = 0.2
     has_generator_side = True
+    scored_on_test_images = True
 
     def __init__(self, cfg: RotationConfig, encoder, data, spectral_norm: bool = False):
         super().__init__(cfg, encoder, data, spectral_norm)
@@ -56,7 +57,10 @@ class Rotation(Task):
         # Under torchrun: the first fraction of each process's slice, not of the global batch
         # (another, equally random subset of the shuffled batch; the same with fraction 1).
         images = batch.images
-        rotated, labels = rotate4(images[: round(images.shape[0] * self.cfg.fraction)])
+        return self.inputs_for(images[: round(images.shape[0] * self.cfg.fraction)])
+
+    def inputs_for(self, images: torch.Tensor) -> TaskInputs:
+        rotated, labels = rotate4(images)
         return TaskInputs([rotated], labels)
 
     def loss(self, features, inputs, progress):

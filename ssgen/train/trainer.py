@@ -166,6 +166,10 @@ class Trainer:
         # A bar on a terminal; in a file (or with --no-progress) a plain line every log_every steps.
         self.report = ProgressReport(tc.steps, "step", self.log, every=tc.log_every, initial=self.step,
                                      unit="steps", bar=self.show_progress and self.place.is_main)
+        if self.step == 0 and self.evaluators:
+            # Step 0 is the floor every later figure is read against: the probe of the random-init
+            # network, the FD of an untrained generator, tasks at chance.
+            self.evaluate(self.evaluators)
         self.timed_from = self.step, self.report.elapsed()  # for perf/steps_per_s
         with StopRequest() as stop:
             while self.step < tc.steps:
