@@ -18,7 +18,6 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.resnet import BasicBlock
 
 from ssgen.config import NetConfig, ranged
 from ssgen.errors import ConfigError
@@ -52,6 +51,7 @@ def reject_spectral_norm(cfg: NetConfig, what: str, norm: str) -> None:
 
 def stage(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
     """Two BasicBlocks; the first changes size/channels, with a 1x1 conv + BN shortcut if so."""
+    from torchvision.models.resnet import BasicBlock  # here: torchvision's import costs ~2 s of start-up
     shortcut = None
     if stride != 1 or in_channels != out_channels:
         shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),

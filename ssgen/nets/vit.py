@@ -23,7 +23,6 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.vision_transformer import VisionTransformer
 
 from ssgen.config import NetConfig, ranged
 from ssgen.errors import ConfigError
@@ -45,6 +44,8 @@ class ViTConfig(NetConfig):
 class ViT(nn.Module):
     def __init__(self, in_channels: int, resolution: int, cfg: ViTConfig):
         super().__init__()
+        from torchvision.models.vision_transformer import VisionTransformer  # lazily: ~2 s of start-up
+
         vit = VisionTransformer(image_size=resolution, patch_size=cfg.patch_size, num_layers=cfg.depth,
                                 num_heads=cfg.heads, hidden_dim=cfg.width,
                                 mlp_dim=round(cfg.width * cfg.mlp_ratio))
