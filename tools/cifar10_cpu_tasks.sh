@@ -36,7 +36,7 @@ gans=(
 )
 
 enc_budget=(
-  --set data.path="$data/train.zip"
+  --set data.name=folder --set "data.path=$data/train.zip"
   --set method.encoder.width=32 --set trainer.batch_size=64 --set trainer.steps=${ENCODER_STEPS:-1500}
   --set trainer.threads=1 --set trainer.log_every=50 --set trainer.checkpoint_every=500
   --set method.optim.warmup_steps=100
