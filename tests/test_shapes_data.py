@@ -7,12 +7,8 @@ from ssgen.data.shapes import CLASSES, make_shapes
 from ssgen.pretext.rotation import rotate4
 
 
-def test_drawing_is_deterministic_and_balanced():
-    images, labels = make_shapes(100, 32, seed=5)
-    again, again_labels = make_shapes(100, 32, seed=5)
-    other, _ = make_shapes(100, 32, seed=6)
-    assert torch.equal(images, again) and torch.equal(labels, again_labels)
-    assert not torch.equal(images, other)
+def test_drawing_is_balanced():  # determinism in the seed: tests/test_data.py
+    _, labels = make_shapes(100, 32, seed=5)
     assert torch.equal(labels.bincount(), torch.full((len(CLASSES),), 100 // len(CLASSES)))
 
 

@@ -16,6 +16,7 @@ import socket
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable
 from pathlib import Path
 
 import numpy as np
@@ -151,20 +152,20 @@ def resolve_extractor(name_or_path: str, weights: str = "") -> Extractor:
                       f"({', '.join(EXTRACTORS.names())}) nor an existing TorchScript file")
 
 
-def _register_torchscript() -> None:
+def register_features_module(tf_name: str, load: Callable[..., torch.nn.Module]) -> None:
+    """Register with torch-fidelity, once, the extractor `tf_name` whose one output, "features",
+    is `load(**its keyword arguments)` applied to uint8 [B,3,H,W] images: float [B,D]."""
     from torch_fidelity import register_feature_extractor
     from torch_fidelity.feature_extractor_base import FeatureExtractorBase
     from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-    if TORCHSCRIPT in FEATURE_EXTRACTORS_REGISTRY:
+    if tf_name in FEATURE_EXTRACTORS_REGISTRY:
         return
 
-    class TorchScriptExtractor(FeatureExtractorBase):
-        """A user-named TorchScript file: uint8 [B,3,H,W] -> float [B,D]."""
-
-        def __init__(self, name, features_list, torchscript_path=None, **kwargs):
+    class FeaturesModule(FeatureExtractorBase):
+        def __init__(self, name, features_list, **kwargs):
             super().__init__(name, features_list)
-            self.net = torch.jit.load(torchscript_path, map_location="cpu")
+            self.net = load(**kwargs)
 
         @staticmethod
         def get_provided_features_list():
@@ -177,7 +178,13 @@ def _register_torchscript() -> None:
         def forward(self, x):
             return (self.net(x),)
 
-    register_feature_extractor(TORCHSCRIPT, TorchScriptExtractor)
+    register_feature_extractor(tf_name, FeaturesModule)
+
+
+def _register_torchscript() -> None:
+    """A user-named TorchScript file: uint8 [B,3,H,W] -> float [B,D]."""
+    register_features_module(TORCHSCRIPT, lambda torchscript_path=None, **_: torch.jit.load(torchscript_path,
+                                                                                          map_location="cpu"))
 
 
 # ---------------------------------------------------------------- statistics and distance

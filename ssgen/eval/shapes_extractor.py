@@ -14,10 +14,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch_fidelity import register_feature_extractor
-from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
-from ssgen.eval.fid import Extractor
+from ssgen.eval.fid import Extractor, register_features_module
 from ssgen.registry import EXTRACTORS
 
 NAME = "shapes"
@@ -49,32 +47,20 @@ class ShapesClassifier(nn.Module):
         return self.head(self.features(images))
 
 
-def load_classifier(path: str | Path = WEIGHTS) -> ShapesClassifier:
-    net = ShapesClassifier()
+def load_classifier(path: str | Path = WEIGHTS, kind: type[ShapesClassifier] = ShapesClassifier) -> ShapesClassifier:
+    net = kind()
     net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return net.eval()
 
 
-class ShapesFeatureExtractor(FeatureExtractorBase):
-    """torch-fidelity's view of the classifier: uint8 [B,3,H,W] -> ([B,64] penultimate features,)."""
+class ShapesFeatures(ShapesClassifier):
+    """The classifier with its penultimate features as its output: what FD(shapes) compares."""
 
-    def __init__(self, name, features_list, weights_path=str(WEIGHTS), **kwargs):
-        super().__init__(name, features_list)
-        self.net = load_classifier(weights_path)
-
-    @staticmethod
-    def get_provided_features_list():
-        return ("features",)
-
-    @staticmethod
-    def can_be_compiled():
-        return False
-
-    def forward(self, x):
-        return (self.net.features(x),)
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.features(images)
 
 
-register_feature_extractor(TF_NAME, ShapesFeatureExtractor)
+register_features_module(TF_NAME, lambda weights_path=str(WEIGHTS), **_: load_classifier(weights_path, ShapesFeatures))
 
 
 @EXTRACTORS.register(NAME)
