@@ -42,6 +42,22 @@ def test_a_second_fresh_run_into_a_run_directory_is_refused_with_the_choices(ssg
     assert (run / "metrics.jsonl").read_text() == before  # nothing of the old run was touched
 
 
+def test_a_run_directory_in_use_by_another_process_is_refused_and_freed_when_it_ends(ssgen, tmp_path):
+    """Two launches racing past the one-run check would interleave their files: the training
+    process holds a lock on its directory (here: another process's, imitated by this one)."""
+    import fcntl
+
+    run = tmp_path / "run"
+    run.mkdir()
+    with open(run / ".lock", "a") as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        code, _, err = ssgen(*train_args(run))
+        assert code == 2 and f"{run} is in use" in err and "--set run_dir=" in err
+        assert not (run / "config.yaml").exists()
+    assert ssgen(*train_args(run))[0] == 0  # the lock went with the process that held it
+    assert ssgen("train", "--resume", run, "--set", "trainer.steps=6", "--force")[0] == 0  # and each run frees its own
+
+
 def test_overwrite_starts_afresh_with_nothing_of_the_old_run_left(ssgen, tmp_path):
     run = tmp_path / "run"
     assert ssgen(*train_args(run, "trainer.steps=6"))[0] == 0

@@ -78,10 +78,21 @@ class Trainer:
                               f"over {self.place.world_size} processes")
         self.log = log if self.place.is_main else (lambda message: None)  # one voice: the main process's
         METHODS.get(cfg.method.name, "method.name").check_config(cfg)  # before the run directory is made
-        if not resume:  # one run, one directory
-            claim_run_dir(self.run_dir, overwrite, self.place.is_main)
+        self.lock = None
         if self.place.is_main:
             check_writable(self.run_dir)
+            self.lock = lock_run_dir(self.run_dir)
+        try:
+            self.build(resume, overwrite, show_progress)
+        except BaseException:
+            if self.lock is not None:
+                self.lock.close()  # a run that never started holds no lock
+            raise
+
+    def build(self, resume: bool, overwrite: bool, show_progress: bool) -> None:
+        cfg, tc = self.cfg, self.cfg.trainer
+        if not resume:  # one run, one directory
+            claim_run_dir(self.run_dir, overwrite, self.place.is_main)
         if tc.threads:
             torch.set_num_threads(tc.threads)
         torch.use_deterministic_algorithms(tc.deterministic)
@@ -155,6 +166,8 @@ class Trainer:
             self.report.close()
         if self.writer is not None:
             self.writer.close()
+        if self.lock is not None:
+            self.lock.close()  # releases the lock
         parallel.teardown()
 
     # ---------------------------------------------------------------- the loop
@@ -302,6 +315,26 @@ def claim_run_dir(run_dir: Path, overwrite: bool, is_main: bool) -> None:
         for name in found:
             path = run_dir / name
             shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+LOCK_FILE = ".lock"
+
+
+def lock_run_dir(run_dir: Path):
+    """An exclusive lock on the run directory, held by the training process until it ends (the
+    system drops it when a process dies, so a kill leaves no stale lock). Two launches into one
+    directory at the same moment would both pass the one-run check and interleave their files;
+    so would a resume of a run that is still going."""
+    import fcntl
+
+    handle = open(run_dir / LOCK_FILE, "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise SsgenError(f"{run_dir} is in use: another ssgen process is training in it now; wait for it to "
+                         "end or stop it, or train into another directory: --set run_dir=DIR") from None
+    return handle
 
 
 def autocast(cfg: Config, device: torch.device):
