@@ -27,6 +27,7 @@ CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
 BEST = "best.pt"
 HOLDOUT_FILE = "holdout.txt"
+LABELLED_FILE = "labelled.txt"  # rows of the train split that keep their labels (data.labels), one a line
 ZIP_MAGIC = b"PK\x03\x04"  # held-out test images of a folder with no test split, one a line
 _NAME = re.compile(r"step-(\d+)\.pt$")
 
@@ -156,6 +157,14 @@ def load_run(path: str | Path, device: torch.device, warn=print) -> LoadedRun:
     load_method_state(method, state, repr(str(ckpt_path)))
     run_dir = ckpt_path.parent.parent if ckpt_path.parent.name == CHECKPOINT_DIR else ckpt_path.parent
     return LoadedRun(cfg, method, int(state["step"]), run_dir, ckpt_path)
+
+
+def read_labelled(run_dir: str | Path, num_images: int):
+    """The labelled rows a run recorded (data.labels), or None where it recorded none."""
+    from ssgen.data.labelled import parse_labelled
+
+    path = Path(run_dir) / LABELLED_FILE
+    return parse_labelled(path.read_text(encoding="utf-8"), num_images) if path.exists() else None
 
 
 def read_holdout(run_dir: str | Path, started: bool) -> list[str] | None:

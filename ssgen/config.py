@@ -64,6 +64,9 @@ class DataConfig:
     # A folder with no test split beside it: the share of each class held out (seeded by `seed`)
     # as the test split of the probe and FD, never trained on; 0: hold nothing out.
     holdout: float = ranged(0.1, 0.0, 0.5)
+    # Labels kept for training (semi-supervised methods, fine-tuning): a count in all (4000: CIFAR-10's
+    # 400 a class) or a share of each class (0.1); the rest of the train split is unlabelled. 0: all.
+    labels: float = ranged(0.0, 0.0)
 
 
 @dataclass

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Every self-supervised task at a CPU budget on CIFAR-10 (issues 13 and 14), two groups:
 #   gans:     the task on a GAN's discriminator (the forgetting figure: probe of D vs step, FD beside),
-#             the GAN and SS-GAN recipes with small nets (width 32, n_dis 2, batch 32, 3,000 G steps), one seed;
-#   encoders: the task alone on one encoder (ResNet-18 at width 32; iBOT: a small ViT), probe and kNN.
+#             the GAN and SS-GAN recipes with small nets (width 32, n_dis 2, batch 32, 1,000 G steps), one seed;
+#   encoders: the task alone on one encoder (ResNet-18 at width 16, batch 32, 500 steps; iBOT: a small ViT),
+#             probe and kNN at step 0 (the random-init floor), 250 and 500.
+# GAN_STEPS / ENCODER_STEPS change the budgets.
 # Usage: tools/cifar10_cpu_tasks.sh DATA_DIR [OUT_DIR] [gans|encoders|all]
 # DATA_DIR holds train.zip and test.zip (python3 ../shared/data/cifar10/unpack.py DATA_DIR).
 # Runs go two at a time, one thread each; ssgen report draws each group at the end.
@@ -17,7 +19,7 @@ gan_budget=(
   --set data.name=folder --set "data.path=$data/train.zip"
   --set method.generator.width=32 --set method.discriminator.width=32
   --set method.n_dis=2 --set method.ema_decay=0.999
-  --set trainer.batch_size=32 --set trainer.steps=${GAN_STEPS:-3000} --set trainer.threads=1
+  --set trainer.batch_size=32 --set trainer.steps=${GAN_STEPS:-1000} --set trainer.threads=1
   --set trainer.log_every=50 --set trainer.sample_every=500 --set trainer.checkpoint_every=500
   --set eval.fid.every=500 --set eval.fid.num_samples=2000 --set "eval.fid.extractor=$fd"
   --set eval.probe.every=500 --set eval.probe.train_size=5000 --set eval.probe.test_size=5000
@@ -37,11 +39,11 @@ gans=(
 
 enc_budget=(
   --set data.name=folder --set "data.path=$data/train.zip"
-  --set method.encoder.width=32 --set trainer.batch_size=64 --set trainer.steps=${ENCODER_STEPS:-1500}
-  --set trainer.threads=1 --set trainer.log_every=50 --set trainer.checkpoint_every=500
-  --set method.optim.warmup_steps=100
-  --set eval.probe.every=500 --set eval.probe.train_size=5000 --set eval.probe.test_size=5000
-  --set eval.knn.every=250 --set eval.knn.train_size=5000 --set eval.knn.test_size=5000
+  --set method.encoder.width=16 --set trainer.batch_size=32 --set trainer.steps=${ENCODER_STEPS:-500}
+  --set trainer.threads=1 --set trainer.log_every=50 --set trainer.checkpoint_every=250
+  --set method.optim.warmup_steps=50
+  --set eval.probe.every=250 --set eval.probe.train_size=2000 --set eval.probe.test_size=2000
+  --set eval.knn.every=250 --set eval.knn.train_size=2000 --set eval.knn.test_size=2000
 )
 vit=(--set method.encoder.name=vit --set method.encoder.width=128 --set method.encoder.depth=6
      --set method.encoder.heads=4 --set method.optim.name=adamw --set method.optim.lr=5e-4
@@ -81,7 +83,7 @@ if [ "$group" != encoders ]; then
   jobs=()
   for entry in "${gans[@]}"; do
     IFS='|' read -r name config tasks <<< "$entry"
-    [ -f "$out/gans/$name/checkpoints/step-$(printf %08d ${GAN_STEPS:-3000}).pt" ] && continue  # done already
+    [ -f "$out/gans/$name/checkpoints/step-$(printf %08d ${GAN_STEPS:-1000}).pt" ] && continue  # done already
     jobs+=("run '$name' '$config' '$tasks' gan_budget '' '$out/gans'")
   done
   pairwise "${jobs[@]}"
@@ -91,7 +93,7 @@ if [ "$group" != gans ]; then
   jobs=()
   for entry in "${encoders[@]}"; do
     IFS='|' read -r name config tasks extra <<< "$entry"
-    [ -f "$out/encoders/$name/checkpoints/step-$(printf %08d ${ENCODER_STEPS:-1500}).pt" ] && continue
+    [ -f "$out/encoders/$name/checkpoints/step-$(printf %08d ${ENCODER_STEPS:-500}).pt" ] && continue
     jobs+=("run '$name' '$config' '$tasks' enc_budget '$extra' '$out/encoders'")
   done
   pairwise "${jobs[@]}"

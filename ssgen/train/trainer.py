@@ -17,12 +17,13 @@ import yaml
 from torch.utils.tensorboard import SummaryWriter
 
 from ssgen import parallel
-from ssgen.checkpoint import (BEST, CHECKPOINT_DIR, CONFIG_FILE, FORMAT, HOLDOUT_FILE, atomic_save,
-                              build_method, checkpoint_dir, latest_readable, list_checkpoints,
-                              load_method_state, read_holdout, save_checkpoint)
+from ssgen.checkpoint import (BEST, CHECKPOINT_DIR, CONFIG_FILE, FORMAT, HOLDOUT_FILE, LABELLED_FILE,
+                              atomic_save, build_method, checkpoint_dir, latest_readable, list_checkpoints,
+                              load_method_state, read_holdout, read_labelled, save_checkpoint)
 from ssgen.config import Config, to_dict
 from ssgen.console import ProgressReport, duration
 from ssgen.data import BatchStream, build_dataset, choose_holdout, holdout_text
+from ssgen.data.labelled import describe as describe_labelled, labelled_rows, labelled_text
 from ssgen.errors import CheckpointError, ConfigError, SsgenError
 from ssgen.eval import build_evaluators
 from ssgen.eval.metrics import METRICS_FILE, append_metrics
@@ -104,6 +105,12 @@ class Trainer:
         train_set = build_dataset(cfg.data, "train", self.holdout)
         if self.holdout.message:  # after the train set: an unusable image's error comes first, alone
             self.log(self.holdout.message)
+        # data.labels: a labelled subset, chosen once and recorded, like the holdout.
+        self.labelled = read_labelled(self.run_dir, len(train_set)) if started else None
+        if cfg.data.labels and self.labelled is None:
+            self.labelled = labelled_rows(train_set.labels, cfg.data.labels, cfg.data.seed)
+        if self.labelled is not None:
+            self.log(describe_labelled(self.labelled, train_set.labels, cfg.data.labels))
         self.method = build_method(cfg, self.device)
         self.method.skip_nonfinite = tc.nonfinite == "skip"
         if tc.compile:
@@ -111,7 +118,7 @@ class Trainer:
         self.batches = BatchStream(train_set, tc.batch_size, self.device,
                                    flip=cfg.data.flip, seed=cfg.seed, device_resident=cfg.data.device_resident,
                                    rank=self.place.rank, world_size=self.place.world_size,
-                                   workers=cfg.data.workers)
+                                   workers=cfg.data.workers, labelled=self.labelled)
         self.optimizers = self.method.optimizers()
         self.schedules = {name: optim_cfg for name, (_, optim_cfg) in self.method.optimized().items()}
         # Every process evaluates its share of the images (ssgen.eval gathers the features), so all
@@ -155,6 +162,8 @@ class Trainer:
             atomic_write(self.run_dir / CONFIG_FILE, yaml.safe_dump(to_dict(self.cfg), sort_keys=False))
             if self.holdout.members:
                 atomic_write(self.run_dir / HOLDOUT_FILE, holdout_text(self.holdout.members))
+            if self.labelled is not None:
+                atomic_write(self.run_dir / LABELLED_FILE, labelled_text(self.labelled))
             if resume:
                 drop_metrics_after(self.run_dir, self.step)
             # purge_step hides what a killed run logged after its last checkpoint (all of it if none).
