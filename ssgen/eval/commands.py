@@ -257,7 +257,7 @@ def finetune(checkpoint, labels, layer, steps, batch_size, optimizer, lr, trunk_
                      len(train_set.classes), train_set.name)
     source = "random-init network" if random_init else f"{run.checkpoint} (step {run.step})"
     base = {**data.description("test top-1"), **labels_protocol,
-            "init": "random" if random_init else f"{run.checkpoint} (step {run.step})"}
+            "init": "random" if random_init else f"{run.checkpoint.absolute()} (step {run.step})"}
     out_dir = Path(out) if out else run.run_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     suffix = "_random_init" if random_init else ""
@@ -293,7 +293,7 @@ def labelled_subset(run, data_cfg, train_set, labels: float | None):
         and data_cfg.train_size == run.cfg.data.train_size
     recorded = read_labelled(run.run_dir, len(train_set)) if own_data else None
     if recorded is not None and labels in (None, run.cfg.data.labels):
-        rows, spec, source = recorded, run.cfg.data.labels, str(run.run_dir / LABELLED_FILE)
+        rows, spec, source = recorded, run.cfg.data.labels, str((run.run_dir / LABELLED_FILE).absolute())
     else:
         spec = 0.0 if labels is None else labels
         rows = labelled_rows(train_set.labels, spec, data_cfg.seed)
