@@ -23,6 +23,7 @@ from ssgen.methods.base import Method
 from ssgen.step import DataInfo
 
 FORMAT = 1
+FINETUNED_FORMAT = "ssgen-finetuned"  # ssgen finetune's networks (ssgen.finetune)
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
 BEST = "best.pt"
@@ -74,6 +75,17 @@ def load_error_detail(err: Exception) -> str:
 
 
 def read_checkpoint(path: str | Path) -> dict:
+    state = read_checkpoint_file(path)
+    if isinstance(state, dict) and state.get("format") == FINETUNED_FORMAT:
+        raise CheckpointError(f"checkpoint {str(path)!r} is a fine-tuned classifier (ssgen finetune's output), not a "
+                              "training checkpoint; give the run directory or its checkpoints/*.pt it came from")
+    if not isinstance(state, dict) or state.get("format") != FORMAT or "method" not in state:
+        raise CheckpointError(f"checkpoint {str(path)!r} is not an ssgen checkpoint (format {FORMAT})")
+    return state
+
+
+def read_checkpoint_file(path: str | Path):
+    """What a file written by torch.save holds, loaded weights-only (no code from the file runs)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
@@ -89,8 +101,6 @@ def read_checkpoint(path: str | Path) -> dict:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated, corrupt, or not a weights-only file: all unusable
         raise CheckpointError(f"checkpoint {str(path)!r} is unreadable{load_error_detail(err)}") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT or "method" not in state:
-        raise CheckpointError(f"checkpoint {str(path)!r} is not an ssgen checkpoint (format {FORMAT})")
     return state
 
 

@@ -1,4 +1,4 @@
-"""`ssgen` command line: train, sample, fid, probe, report, configs.
+"""`ssgen` command line: train, sample, fid, probe, finetune, report, configs.
 
 User errors (bad config, data, checkpoint, environment) print one line and exit with status 2;
 `ssgen --debug ...` shows the traceback instead.
@@ -16,7 +16,7 @@ from ssgen.checkpoint import CONFIG_FILE
 from ssgen.config import (Config, apply_override, config_from_dict, from_dict, load_config, read_config_file,
                           to_dict, with_absolute_paths)
 from ssgen.errors import ConfigError, SsgenError
-from ssgen.eval.commands import fid, probe, report
+from ssgen.eval.commands import COMMANDS
 
 CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
 
@@ -147,7 +147,7 @@ def configs(folder):
         click.echo(f"{str(path):<{width}}  {first.lstrip('#').strip()}")
 
 
-for measurement in (fid, probe, report):
+for measurement in COMMANDS:
     cli.add_command(measurement)
 
 

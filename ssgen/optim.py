@@ -11,7 +11,7 @@ decay to 0, a cosine to 0, or a constant.
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import torch
 
@@ -93,7 +93,14 @@ def parameter_groups(params: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> 
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> torch.optim.Optimizer:
     """The optimizer `cfg.name` over `params` (call after the parameters are on their device)."""
-    groups = parameter_groups(params, cfg)
+    return build_scaled_optimizer([(params, 1.0)], cfg)
+
+
+def build_scaled_optimizer(parts: Sequence[tuple[Iterable[torch.nn.Parameter], float]],
+                           cfg: OptimConfig) -> torch.optim.Optimizer:
+    """One optimizer `cfg.name` over several sets of parameters, each at its own multiple of cfg.lr
+    (fine-tuning: a lower rate for the pretrained part than for the new head)."""
+    groups = [{**group, "lr": cfg.lr * scale} for params, scale in parts for group in parameter_groups(params, cfg)]
     if cfg.name != "lars":  # only LARS knows the `adapt` key
         for group in groups:
             group.pop("adapt", None)

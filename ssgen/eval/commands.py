@@ -1,4 +1,5 @@
-"""`ssgen fid`, `ssgen probe`, `ssgen report`: measurements of trained runs from the command line.
+"""`ssgen fid`, `ssgen probe`, `ssgen finetune`, `ssgen report`: measurements of trained runs from the
+command line.
 
 The main group adds these commands; user errors are SsgenErrors, printed as one line.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import click
 
@@ -164,4 +166,141 @@ def report(run_dirs, out):
     click.echo(f"report: {write_report(list(run_dirs), out)}")
 
 
-COMMANDS = (fid, probe, report)
+@click.command()
+@click.argument("checkpoint", type=click.Path())
+@click.option("--labels", type=click.FloatRange(min=0),
+              help="The labelled subset, as data.labels reads: a count in all (4000: 400 a class on CIFAR-10), a "
+                   "share of each class (0.1), or 0 for every label. Default: the subset the run recorded "
+                   "(RUN/labelled.txt, from training with data.labels), else all labels. The same value as the "
+                   "run's data.labels reuses its record; another is a seeded, class-balanced choice (data.seed).")
+@click.option("--layer", help="The feature layer the head reads, e.g. penultimate or block2; default: the method's "
+                              "default layer (a GAN's D: penultimate; encoders: encoder).")
+@click.option("--steps", default=500, show_default=True, type=click.IntRange(1), help="Stage-2 updates.")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1),
+              help="Stage-2 batch (at most the labelled images).")
+@click.option("--optimizer", default="adam", show_default=True, help="Stage 2's optimizer: adam, adamw, sgd, lars.")
+@click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(0, min_open=True),
+              help="The head's learning rate in stage 2.")
+@click.option("--trunk-lr-scale", default=0.1, show_default=True, type=click.FloatRange(0),
+              help="The pretrained part's learning rate as a multiple of --lr (0: frozen in stage 2 too).")
+@click.option("--schedule", default="cosine", show_default=True, help="Learning-rate schedule: cosine, linear, constant.")
+@click.option("--momentum", default=0.9, show_default=True, type=click.FloatRange(0, 1), help="sgd and lars.")
+@click.option("--weight-decay", default=0.0, show_default=True, type=click.FloatRange(0))
+@click.option("--augment", default="weak", show_default=True,
+              help="Stage-2 augmentation: an ssgen.augment preset's first view (weak: flip and a 12.5% shift; "
+                   "simclr, byol, moco_v2, dino, exemplar) or none.")
+@click.option("--random-init", is_flag=True,
+              help="The same protocol from an untrained network of the same architecture: the floor to compare with.")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Folder for the fine-tuned network and metrics.jsonl; default: the run's directory.")
+@click.option("--test-size", type=click.IntRange(10), help="Test images scored; default: the run's test split.")
+@click.option("--data-path", help="Labelled images (folder or .zip); default: the run's data.path.")
+@click.option("--data-name", help="Dataset registry name of those images; default: the run's data.name.")
+@click.option("--seed", type=int, help="Seed of the batch order and augmentation; default: the run's seed.")
+@click.option("--threads", default=0, show_default=True, type=click.IntRange(0), help="CPU threads; 0: torch's default.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+def finetune(checkpoint, labels, layer, steps, batch_size, optimizer, lr, trunk_lr_scale, schedule, momentum,
+             weight_decay, augment, random_init, out, test_size, data_path, data_name, seed, threads, device):
+    """Transfer CHECKPOINT's features (a GAN's discriminator, an autoencoder's or a pretext task's
+    encoder) to the labelled subset, and score test top-1 after each stage:
+
+    \b
+    1. a linear classifier on the frozen features (the linear probe);
+    2. the whole network, that classifier as its head, fine-tuned with augmentation, the pretrained
+       part at --trunk-lr-scale times the head's --lr.
+
+    Each figure is appended to metrics.jsonl (the run's, or --out's) with its protocol as soon as it
+    is measured; the fine-tuned network is saved as finetuned-step-N.pt (finetuned-random-init.pt)
+    beside it, for ssgen.finetune.load_finetuned. --random-init gives the floor: the same protocol
+    from an untrained network. It is its own command because it depends on the architecture and
+    protocol only, so one floor serves every checkpoint of that architecture."""
+    import torch
+
+    from ssgen.checkpoint import build_method
+    from ssgen.config import OptimConfig
+    from ssgen.data import build_dataset, require_labels
+    from ssgen.eval.metrics import METRICS_FILE, append_metrics
+    from ssgen.eval.probe import ProbeData
+    from ssgen.finetune import FinetuneConfig, feature_layer, full_stage, linear_stage, save_finetuned
+    from ssgen.registry import OPTIMIZERS, SCHEDULES
+
+    OPTIMIZERS.get(optimizer, "--optimizer")  # unknown names: one line with the valid ones, before any work
+    SCHEDULES.get(schedule, "--schedule")
+    if threads:
+        torch.set_num_threads(threads)
+    run, device = load(checkpoint, device)
+    log = lambda line: click.echo(line, err=True)  # noqa: E731
+    method = run.method
+    if random_init:
+        torch.manual_seed(run.cfg.seed)
+        method = build_method(run.cfg, device)
+    cfg = FinetuneConfig(layer=feature_layer(method, layer), steps=steps,
+                         batch_size=batch_size, trunk_lr_scale=trunk_lr_scale, augment=augment,
+                         optim=OptimConfig(name=optimizer, lr=lr, betas=[0.9, 0.999], momentum=momentum,
+                                           weight_decay=weight_decay, schedule=schedule),
+                         max_iter=run.cfg.eval.probe.max_iter, l2=run.cfg.eval.probe.l2,
+                         feature_batch=run.cfg.eval.probe.batch_size, seed=run.cfg.seed if seed is None else seed)
+    data_cfg = data_config(run.cfg, data_path, data_name)
+    if test_size is not None:
+        data_cfg = dataclasses.replace(data_cfg, test_size=test_size)
+    holdout = run_holdout(run, data_cfg)
+    sets = []
+    for split in ("train", "test"):  # one at a time: a folder without labels is named before its missing test split
+        sets.append(build_dataset(data_cfg, split, holdout))
+        require_labels(sets[-1], "fine-tuning")
+    train_set, test_set = sets
+    rows, labels_protocol, line = labelled_subset(run, data_cfg, train_set, labels)
+    log(line)
+    train_images, train_labels = train_set.get(rows)
+    test_images, test_labels = test_set.get(torch.arange(len(test_set)))
+    data = ProbeData(train_images, train_labels, test_images, test_labels,
+                     len(train_set.classes), train_set.name)
+    source = "random-init network" if random_init else f"{run.checkpoint} (step {run.step})"
+    base = {**data.description("test top-1"), **labels_protocol,
+            "init": "random" if random_init else f"{run.checkpoint.absolute()} (step {run.step})"}
+    out_dir = Path(out) if out else run.run_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    suffix = "_random_init" if random_init else ""
+
+    network, linear = linear_stage(method, data, cfg, device, log)
+    linear_protocol = {**base, **cfg.linear_protocol()}
+    append_metrics(out_dir, run.step, {f"finetune/linear{suffix}": linear}, linear_protocol)
+    click.echo(f"stage 1, linear classifier on frozen {cfg.layer} features of {source}: {100 * linear:.2f}% top-1")
+
+    log(f"stage 2: fine-tuning {sum(p.numel() for p in network.parameters()):,} weights for {steps} steps "
+        f"(head lr {lr:g}, pretrained part x{trunk_lr_scale:g}, augment {augment})")
+    full = full_stage(network, data, cfg, device, log)
+    protocol = {**base, **cfg.protocol()}
+    path = out_dir / ("finetuned-random-init.pt" if random_init else f"finetuned-step-{run.step:08d}.pt")
+    metrics = {f"finetune/linear{suffix}": linear, f"finetune/full{suffix}": full}
+    save_finetuned(path, network, run.cfg, rows, train_set.classes, protocol, metrics)
+    append_metrics(out_dir, run.step, {f"finetune/full{suffix}": full}, protocol)
+    click.echo(f"stage 2, whole network fine-tuned: {100 * full:.2f}% top-1")
+    click.echo(f"protocol: {json.dumps(protocol)}")
+    click.echo(f"network: {path}; appended to {out_dir / METRICS_FILE} (step {run.step})")
+
+
+def labelled_subset(run, data_cfg, train_set, labels: float | None):
+    """(rows of the train split that keep their labels, how they were chosen (for the protocol), a line
+    to log).
+    The run's record where it applies (its own data, and --labels absent or equal to its data.labels)."""
+    import hashlib
+
+    from ssgen.checkpoint import LABELLED_FILE, read_labelled
+    from ssgen.data.labelled import describe, labelled_rows
+
+    own_data = data_cfg.name == run.cfg.data.name and data_cfg.path == run.cfg.data.path \
+        and data_cfg.train_size == run.cfg.data.train_size
+    recorded = read_labelled(run.run_dir, len(train_set)) if own_data else None
+    if recorded is not None and labels in (None, run.cfg.data.labels):
+        rows, spec, source = recorded, run.cfg.data.labels, str((run.run_dir / LABELLED_FILE).absolute())
+    else:
+        spec = 0.0 if labels is None else labels
+        rows = labelled_rows(train_set.labels, spec, data_cfg.seed)
+        source = "all labels" if spec == 0 else f"chosen: class-balanced, data.seed {data_cfg.seed}"
+    digest = hashlib.sha256(rows.numpy().tobytes()).hexdigest()[:16]  # tells two subsets of one size apart
+    return (rows, {"labels": spec, "labelled_images": len(rows), "labels_source": source,
+                   "labelled_rows_sha256": digest}, f"{describe(rows, train_set.labels, spec)} ({source})")
+
+
+COMMANDS = (fid, probe, finetune, report)

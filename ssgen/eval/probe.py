@@ -13,6 +13,7 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ssgen.config import ProbeConfig
 from ssgen.console import ProgressReport
@@ -76,10 +77,18 @@ def frozen_features(method, data: ProbeData, layers: Sequence[str], batch_size: 
             extract_features(method, data.test_images, layers, batch_size, device, log, "test features"))
 
 
-def standardise(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    mean, std = train.mean(0), train.std(0)
-    std = torch.where(std > 1e-6, std, torch.ones_like(std))  # dead units (ReLU zeros) stay put
-    return (train - mean) / std, (test - mean) / std
+class LinearClassifier(nn.Module):
+    """Logits of standardised features, linear((x - mean) / std): the probe's classifier, and the
+    head that `ssgen finetune` starts its second stage from (the scale stays fixed: buffers)."""
+
+    def __init__(self, num_features: int, num_classes: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(num_features))
+        self.register_buffer("std", torch.ones(num_features))
+        self.linear = nn.Linear(num_features, num_classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear((features - self.mean) / self.std)
 
 
 def fit_logistic_regression(x: torch.Tensor, y: torch.Tensor, num_classes: int, max_iter: int,
@@ -101,13 +110,30 @@ def fit_logistic_regression(x: torch.Tensor, y: torch.Tensor, num_classes: int, 
     return weight.detach(), bias.detach()
 
 
+def fit_linear_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int, max_iter: int,
+                          l2: float) -> LinearClassifier:
+    """A logistic regression of standardised features x (standardised by x's own statistics)."""
+    mean, std = x.mean(0), x.std(0)
+    std = torch.where(std > 1e-6, std, torch.ones_like(std))  # dead units (ReLU zeros) stay put
+    weight, bias = fit_logistic_regression((x - mean) / std, y.to(x.device), num_classes, max_iter, l2)
+    classifier = LinearClassifier(x.shape[1], num_classes).to(x.device)
+    for target, value in ((classifier.mean, mean), (classifier.std, std), (classifier.linear.weight, weight),
+                          (classifier.linear.bias, bias)):
+        target.data.copy_(value)
+    return classifier
+
+
+@torch.no_grad()
+def top1(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return (logits.argmax(1) == labels.to(logits.device)).float().mean().item()
+
+
 def probe_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
                    num_classes: int, max_iter: int, l2: float) -> float:
     """Test top-1 of a logistic regression fit on standardised training features."""
-    train_x, test_x = standardise(train_x, test_x)
-    weight, bias = fit_logistic_regression(train_x, train_y.to(train_x.device), num_classes, max_iter, l2)
-    predicted = F.linear(test_x, weight, bias).argmax(1)
-    return (predicted == test_y.to(predicted.device)).float().mean().item()
+    classifier = fit_linear_classifier(train_x, train_y, num_classes, max_iter, l2)
+    with torch.no_grad():
+        return top1(classifier(test_x), test_y)
 
 
 def linear_probe(method, data: ProbeData, cfg: ProbeConfig, device: torch.device,
