@@ -81,11 +81,11 @@ class LinearClassifier(nn.Module):
     """Logits of standardised features, linear((x - mean) / std): the probe's classifier, and the
     head that `ssgen finetune` starts its second stage from (the scale stays fixed: buffers)."""
 
-    def __init__(self, num_features: int, num_classes: int):
+    def __init__(self, num_features: int, num_classes: int, device: torch.device | str | None = None):
         super().__init__()
-        self.register_buffer("mean", torch.zeros(num_features))
-        self.register_buffer("std", torch.ones(num_features))
-        self.linear = nn.Linear(num_features, num_classes)
+        self.register_buffer("mean", torch.zeros(num_features, device=device))
+        self.register_buffer("std", torch.ones(num_features, device=device))
+        self.linear = nn.Linear(num_features, num_classes, device=device)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.linear((features - self.mean) / self.std)
@@ -116,7 +116,9 @@ def fit_linear_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int, ma
     mean, std = x.mean(0), x.std(0)
     std = torch.where(std > 1e-6, std, torch.ones_like(std))  # dead units (ReLU zeros) stay put
     weight, bias = fit_logistic_regression((x - mean) / std, y.to(x.device), num_classes, max_iter, l2)
-    classifier = LinearClassifier(x.shape[1], num_classes).to(x.device)
+    # skip_init: a random initialisation would draw from the global RNG, and the probe runs inside
+    # training, which must not see it (tests/test_quick_demo.py); every value is overwritten below.
+    classifier = nn.utils.skip_init(LinearClassifier, x.shape[1], num_classes, device=x.device)
     for target, value in ((classifier.mean, mean), (classifier.std, std), (classifier.linear.weight, weight),
                           (classifier.linear.bias, bias)):
         target.data.copy_(value)
