@@ -201,3 +201,142 @@ def test_each_method_trains_on_shapes_is_evaluated_and_resumes_exactly(method, s
         assert torch.equal(value, resumed["method"][key]), key
     assert [r["metrics"]["accuracy/top1"] for r in read_metrics(run) if "accuracy/top1" in r["metrics"]] == \
            [r["metrics"]["accuracy/top1"] for r in accuracy]
+
+
+# ---------------------------------------------------------------- bad configs
+@pytest.mark.parametrize("method, overrides, words", [
+    ("pseudo_label", ["method.threshold=1.5"], r"method.threshold: 1.5 is out of range; expected <= 1"),
+    ("pseudo_label", ["method.ramp_start=0.8", "method.ramp_end=0.2"], r"ramp_start=0.8 is after .*ramp_end=0.2"),
+    ("supervised", ["method.dropout=1.0"], r"method.dropout=1.0 is out of range; expected a probability in \[0, 1\)"),
+    ("supervised", ["method.augment=strong"], r"method.augment: unknown preset 'strong'; valid: none, simclr"),
+    ("supervised", ["method.classes=1"], r"method.classes: 1 is out of range; expected >= 2"),
+    ("noisy_student", ["method.rounds=0"], r"method.rounds: 0 is out of range; expected >= 1"),
+    ("noisy_student", ["method.width_growth=0.5"], r"method.width_growth: 0.5 is out of range; expected >= 1"),
+    ("noisy_student", ["method.stochastic_depth=1"], r"method.stochastic_depth=1.0 is out of range"),
+    ("noisy_student", ["trainer.steps=2"], r"trainer.steps=2 is fewer than the 3 phases of method.rounds=2"),
+    ("enaet", ["method.transformations=[affine, twirl]"], r"transformations\[1\]: unknown transformation 'twirl'; valid: projective"),
+    ("enaet", ["method.transformations=[]"], r"method.transformations is empty"),
+    ("s4l", ["method.tasks=[]"], r"method.tasks is empty: s4l adds a self-supervised task"),
+    ("distill", ["method.teacher="], r"method.teacher is empty; expected the checkpoint or run directory"),
+    ("distill", ["method.teacher=/no/such/run"], r"method.teacher: '/no/such/run' does not exist"),
+    ("distill", ["method.temperature=0"], r"method.temperature: 0.0 is out of range; expected > 0"),
+])
+def test_bad_values_are_clear_errors_naming_the_value_and_the_expectation(method, overrides, words, ssgen, tmp_path):
+    sets = [f"run_dir={tmp_path / 'run'}", *TINY, *overrides]
+    code, out, err = ssgen("train", "--config", CONFIGS / f"{method}_shapes.yaml", "--no-progress",
+                           *[arg for s in sets for arg in ("--set", s)])
+    assert code != 0
+    import re
+    assert re.search(words, err), err
+    assert not list_checkpoints(tmp_path / "run")
+
+
+def test_labels_outside_the_classes_are_a_clear_error(ssgen, tmp_path):
+    code, out, err = ssgen("train", "--config", CONFIGS / "supervised_shapes.yaml", "--no-progress",
+                           *[a for s in [f"run_dir={tmp_path / 'run'}", *TINY, "method.classes=5"] for a in ("--set", s)])
+    assert code != 0 and "expected class labels 0..4 (method.classes=5)" in err, err
+
+
+def test_a_teacher_that_does_not_classify_is_refused(ssgen, tmp_path):
+    rotnet = tmp_path / "rotnet"
+    train(load_config(CONFIGS / "rotnet_shapes.yaml", [f"run_dir={rotnet}", "data.train_size=32", "data.test_size=16",
+                                                       "trainer.batch_size=8", "trainer.steps=1", "method.encoder.width=8",
+                                                       "eval.probe.every=0", "trainer.threads=1"]),
+          progress=False, log=lambda m: None)
+    code, out, err = ssgen("train", "--config", CONFIGS / "distill_shapes.yaml", "--no-progress",
+                           *[a for s in [f"run_dir={tmp_path / 'run'}", *TINY, f"method.teacher={rotnet}"] for a in ("--set", s)])
+    assert code != 0 and "is a encoder run, which does not classify" in err, err
+
+
+# ---------------------------------------------------------------- the teacher loader
+def test_load_teacher_reads_classifier_runs_and_hands_finetuned_files_to_ssgen_finetune(teacher_run, tmp_path, monkeypatch):
+    from ssgen.methods.semisup.distill import load_teacher
+    from ssgen.checkpoint import load_run
+    teacher = load_teacher(teacher_run)
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    method = load_run(teacher_run, torch.device("cpu")).method.eval()
+    torch.testing.assert_close(teacher(x), method.classify(x))
+    # A file of `ssgen finetune` goes to ssgen.finetune.load_finetuned, imported only then.
+    finetuned = tmp_path / "finetuned.pt"
+    torch.save({"format": "ssgen-finetuned", "weights": {}}, finetuned)
+    calls = []
+    fake = types.ModuleType("ssgen.finetune")
+    fake.load_finetuned = lambda path, device: calls.append((path, device)) or nn.Linear(2, 2)
+    monkeypatch.setitem(sys.modules, "ssgen.finetune", fake)
+    loaded = load_teacher(finetuned, "cpu")
+    assert calls == [(finetuned, torch.device("cpu"))] and isinstance(loaded, nn.Linear) and not loaded.training
+
+
+# ---------------------------------------------------------------- noise and transformations
+def test_stochastic_depth_skips_whole_blocks_per_image_while_training_only():
+    from ssgen.nets.stochastic_depth import add_stochastic_depth
+
+    class Trunk(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = nn.ModuleDict({"a": nn.Conv2d(2, 2, 1), "b": nn.Conv2d(2, 2, 1), "down": nn.Conv2d(2, 3, 1)})
+
+        def forward(self, x):
+            for block in self.blocks.values():
+                x = block(x)
+            return x
+
+    torch.manual_seed(0)
+    trunk, x = Trunk(), torch.randn(4000, 2, 1, 1)
+    plain = trunk(x)
+    hooks = add_stochastic_depth(trunk, 0.3)
+    assert len(hooks) == 3
+    torch.testing.assert_close(trunk.eval()(x), plain)  # eval: the network as it is
+    trunk.train()
+    outputs = {}
+    trunk.blocks["b"].register_forward_hook(lambda m, i, o: outputs.update(b=(i[0], o)))
+    trunk(x)
+    given, out = outputs["b"]
+    # Block b (the 2nd of 3) drops 0.2 of the images: those pass through unchanged, the others
+    # carry the block's change divided by 0.8.
+    skipped = (out == given).all(1).flatten()
+    assert abs(skipped.float().mean().item() - 0.2) < 0.03
+    with torch.no_grad():  # the block's own output, computed without its hook
+        raw = F.conv2d(given, trunk.blocks["b"].weight, trunk.blocks["b"].bias)
+    torch.testing.assert_close(out[~skipped], (given + (raw - given) / 0.8)[~skipped])
+
+
+def test_transformations_regress_parameters_that_are_zero_for_the_identity():
+    from ssgen.pretext.transformations import PARAMETERS, TRANSFORMATIONS, ccbs, random_transformation, warp
+    x = torch.rand(3, 3, 16, 16) * 2 - 1
+    torch.testing.assert_close(warp(x, torch.eye(3).expand(3, 3, 3)), x, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ccbs(x, torch.ones(3, 4)), x, atol=1e-6, rtol=0)
+    flipped = torch.diag(torch.tensor([-1.0, 1.0, 1.0])).expand(3, 3, 3)  # x -> -x: a mirror image
+    torch.testing.assert_close(warp(x, flipped), x.flip(3), atol=1e-5, rtol=0)
+    torch.manual_seed(0)
+    for kind in TRANSFORMATIONS:
+        out, parameters = random_transformation(kind, x)
+        assert out.shape == x.shape and parameters.shape == (3, PARAMETERS[kind])
+        assert parameters.abs().sum() > 0 and not torch.equal(out, x)
+    _, euclidean = random_transformation("euclidean", x)
+    rotation = euclidean[:, [0, 1, 3, 4]] + torch.tensor([1.0, 0, 0, 1])  # [[c, -s], [s, c]]: a rotation
+    torch.testing.assert_close(rotation[:, 0], rotation[:, 3])
+    torch.testing.assert_close(rotation[:, 1], -rotation[:, 2])
+    assert torch.equal(euclidean[:, 6:], torch.zeros(3, 2))  # no perspective row
+
+
+def test_the_accuracy_evaluator_changes_no_weight_buffer_or_random_state(teacher_run):
+    from ssgen.checkpoint import load_run
+    from ssgen.config import AccuracyEvalConfig
+    from ssgen.data import build_dataset
+    from ssgen.eval.accuracy import AccuracyEvaluator
+    from ssgen.images import to_float
+    run = load_run(teacher_run, torch.device("cpu"))
+    evaluator = AccuracyEvaluator(AccuracyEvalConfig(every=1, test_size=16, batch_size=5),
+                                  build_dataset(run.cfg.data, "test"), torch.device("cpu"), seed=0)
+    state = {k: v.clone() for k, v in run.method.state_dict().items()}
+    rng = torch.get_rng_state()
+    run.method.train()
+    metrics, protocol = evaluator(run.method, 0)
+    assert run.method.training and torch.equal(rng, torch.get_rng_state())
+    assert all(torch.equal(v, run.method.state_dict()[k]) for k, v in state.items())
+    with torch.no_grad():
+        predicted = run.method.eval().classify(to_float(evaluator.images)).argmax(1)
+    assert metrics == {"accuracy/top1": (predicted == evaluator.labels).float().mean().item()}
+    assert protocol == {"metric": "test top-1", "dataset": "shapes", "split": "test", "test_size": 16}
