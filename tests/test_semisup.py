@@ -163,6 +163,22 @@ def test_noisy_student_restarts_the_learning_rate_schedule_each_round():
     assert rates == [1e-3, 5e-4, 1e-3, 5e-4]  # linear decay over each round's 2 steps
 
 
+def test_noisy_student_noises_the_students_but_not_the_first_teacher():
+    from ssgen.step import Batch, Progress
+    method = noisy_student(2, "method.dropout=0.5", "method.stochastic_depth=0.2")
+    assert [net.dropout.p for net in method.nets] == [0.0, 0.5, 0.5]
+    assert [bool(net.hooks) for net in method.nets] == [False, True, True]
+    # Round 0 sees the `augment` preset; the students' labelled and unlabelled images the `student_augment` one.
+    seen = []
+    method.augment = lambda x: seen.append("augment") or x
+    method.noised = lambda x: seen.append("student_augment") or x
+    images = torch.rand(8, 3, 32, 32) * 2 - 1
+    stream = lambda: Batch(images, torch.arange(8) % 10, torch.arange(8))  # noqa: E731
+    for step in (1, 3):  # one step of round 0, one of round 1
+        method.train_step(stream, Progress(step, 3))
+    assert seen == ["augment", "student_augment", "student_augment"]
+
+
 # ---------------------------------------------------------------- every method through `ssgen train`
 @pytest.fixture(scope="module")
 def teacher_run(tmp_path_factory):
@@ -213,6 +229,7 @@ def test_each_method_trains_on_shapes_is_evaluated_and_resumes_exactly(method, s
     ("noisy_student", ["method.rounds=0"], r"method.rounds: 0 is out of range; expected >= 1"),
     ("noisy_student", ["method.width_growth=0.5"], r"method.width_growth: 0.5 is out of range; expected >= 1"),
     ("noisy_student", ["method.stochastic_depth=1"], r"method.stochastic_depth=1.0 is out of range"),
+    ("noisy_student", ["method.student_augment=rand"], r"method.student_augment: unknown preset 'rand'; valid: none"),
     ("noisy_student", ["trainer.steps=2"], r"trainer.steps=2 is fewer than the 3 phases of method.rounds=2"),
     ("enaet", ["method.transformations=[affine, twirl]"], r"transformations\[1\]: unknown transformation 'twirl'; valid: projective"),
     ("enaet", ["method.transformations=[]"], r"method.transformations is empty"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import nn
@@ -55,6 +56,20 @@ def check_probability(value: float, key: str) -> None:
         raise ConfigError(f"{key}={value} is out of range; expected a probability in [0, 1)")
 
 
+def check_preset(preset: str, key: str) -> None:
+    if preset != NO_AUGMENTATION and preset not in PRESETS:
+        raise ConfigError(f"{key}: unknown preset {preset!r}; valid: {', '.join([NO_AUGMENTATION, *PRESETS])}")
+
+
+def augmenter(preset: str, resolution: int) -> Augmenter | None:
+    """One view of a preset's first kind (None for `none`)."""
+    return None if preset == NO_AUGMENTATION else Augmenter(view_configs(preset)[:1], resolution)
+
+
+def augmented(augmenter: Augmenter | None, images: torch.Tensor) -> torch.Tensor:
+    return images if augmenter is None else augmented_views(augmenter, images)[0]
+
+
 class ClassifierNet(nn.Module):
     """encoder -> dropout -> linear head: images in [-1, 1] -> logits [B, classes]."""
 
@@ -92,8 +107,7 @@ class Classifier(Method):
     def __init__(self, cfg: ClassifierConfig, data: DataInfo):
         super().__init__(cfg, data)
         self.build_networks(cfg)
-        self.augmenter = None if cfg.augment == NO_AUGMENTATION else Augmenter(view_configs(cfg.augment)[:1],
-                                                                              data.resolution)
+        self.augmenter = augmenter(cfg.augment, data.resolution)
         self.labels_checked = False  # per session: a host read of the first labelled batch
 
     def build_networks(self, cfg: ClassifierConfig) -> None:
@@ -107,9 +121,7 @@ class Classifier(Method):
     def check_config(cls, cfg) -> None:
         method = cfg.method
         check_probability(method.dropout, "method.dropout")
-        if method.augment != NO_AUGMENTATION and method.augment not in PRESETS:
-            raise ConfigError(f"method.augment: unknown preset {method.augment!r}; "
-                              f"valid: {', '.join([NO_AUGMENTATION, *PRESETS])}")
+        check_preset(method.augment, "method.augment")
         if isinstance(method, RampedConfig) and method.ramp_start > method.ramp_end:
             raise ConfigError(f"method.ramp_start={method.ramp_start} is after method.ramp_end={method.ramp_end}; "
                               "expected ramp_start <= ramp_end (shares of the run)")
@@ -136,15 +148,16 @@ class Classifier(Method):
 
     # ---------------------------------------------------------------- the halves of a step
     def augment(self, images: torch.Tensor) -> torch.Tensor:
-        return images if self.augmenter is None else augmented_views(self.augmenter, images)[0]
+        return augmented(self.augmenter, images)
 
-    def labelled(self, next_batch: NextBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(augmented images, labels) of a labelled batch."""
+    def labelled(self, next_batch: NextBatch, augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images augmented by `augment` (default: the method's preset), labels) of a labelled batch."""
         draw = getattr(next_batch, "labelled", next_batch)  # a bare callable: every image is labelled
         batch = as_batch(draw())
         if not self.labels_checked:
             self.check_labels(batch)
-        return self.augment(batch.images), batch.labels
+        return (augment or self.augment)(batch.images), batch.labels
 
     def unlabelled(self, next_batch: NextBatch) -> torch.Tensor:
         """The images of a batch of all training images, as the stream gives them (not augmented)."""

@@ -1,10 +1,10 @@
 """`noisy_student` (Xie et al. 2020): self-training with a noised student, for K rounds.
 
-    round 0:  a teacher is trained on the labelled images;
+    round 0:  a teacher is trained on the labelled images (with the `augment` preset, no other noise);
     round r:  a student of equal or larger width, trained from its own initialisation on the
               labelled images plus the unlabelled ones pseudo-labelled by the round r-1 network
               (in eval mode, on clean images: the teacher is not noised), with noise: the
-              augmentation preset, dropout before the head, stochastic depth;
+              `student_augment` preset, dropout before the head, stochastic depth;
               the student then becomes the next round's teacher.
 
 One `ssgen train` run splits its steps into rounds + 1 equal phases (the last takes the
@@ -24,7 +24,8 @@ from torch import nn
 from ssgen.config import ranged
 from ssgen.errors import ConfigError
 from ssgen.losses.semi import soft_cross_entropy
-from ssgen.methods.semisup.base import Classifier, ClassifierConfig, check_probability, eval_logits, with_width
+from ssgen.methods.semisup.base import (Classifier, ClassifierConfig, augmented, augmenter, check_preset,
+                                        check_probability, eval_logits, with_width)
 from ssgen.optim import set_learning_rates
 from ssgen.registry import METHODS
 from ssgen.step import Progress
@@ -39,9 +40,10 @@ class NoisyStudentConfig(ClassifierConfig):
     soft: bool = True                            # soft pseudo-labels (the teacher's probabilities), else its argmax
     threshold: float = ranged(0.0, 0.0, 1.0)     # unlabelled images with a lower teacher confidence are left out
     unlabelled_weight: float = ranged(1.0, 0.0)  # of the pseudo-label loss beside the labelled CE
-    dropout: float = ranged(0.5, 0.0, 1.0)       # the paper's: 0.5 before the head
+    # The students' noise (the first teacher trains without it):
+    dropout: float = ranged(0.5, 0.0, 1.0)       # before the head (the paper's 0.5)
     stochastic_depth: float = ranged(0.2, 0.0, 1.0)  # drop probability of the deepest block (paper: survival 0.8)
-    augment: str = "simclr"                      # the paper's RandAugment; here a strong crop-and-colour preset
+    student_augment: str = "simclr"              # the paper's RandAugment; here an ssgen.augment preset
 
 
 @METHODS.register("noisy_student")
@@ -50,8 +52,11 @@ class NoisyStudent(Classifier):
 
     def build_networks(self, cfg: NoisyStudentConfig) -> None:
         widths = [round(cfg.encoder.width * cfg.width_growth ** r) for r in range(cfg.rounds + 1)]
-        self.nets = nn.ModuleList(self.build_net(with_width(cfg.encoder, width), cfg.dropout, cfg.stochastic_depth)
-                                  for width in widths)
+        # Round 0 is the first teacher, trained without the students' dropout and stochastic depth.
+        self.nets = nn.ModuleList(self.build_net(with_width(cfg.encoder, width), cfg.dropout if r > 0 else 0.0,
+                                                 cfg.stochastic_depth if r > 0 else 0.0)
+                                  for r, width in enumerate(widths))
+        self.student_augmenter = augmenter(cfg.student_augment, self.data.resolution)
         # The round in progress: which network is evaluated and probed; checkpointed with the weights.
         self.register_buffer("round", torch.zeros((), dtype=torch.long))
 
@@ -59,6 +64,7 @@ class NoisyStudent(Classifier):
     def check_config(cls, cfg) -> None:
         super().check_config(cfg)
         check_probability(cfg.method.stochastic_depth, "method.stochastic_depth")
+        check_preset(cfg.method.student_augment, "method.student_augment")
         if cfg.trainer.steps < cfg.method.rounds + 1:
             raise ConfigError(f"trainer.steps={cfg.trainer.steps} is fewer than the {cfg.method.rounds + 1} phases of "
                               f"method.rounds={cfg.method.rounds}; expected at least one step a round")
@@ -77,6 +83,10 @@ class NoisyStudent(Classifier):
         end = progress.total if round_ == self.cfg.rounds else (round_ + 1) * per_round
         return round_, Progress(progress.step - round_ * per_round, end - round_ * per_round)
 
+    def noised(self, images: torch.Tensor) -> torch.Tensor:
+        """A student's view of images: the student_augment preset."""
+        return augmented(self.student_augmenter, images)
+
     def teacher_of(self, round_: int) -> nn.Module:
         """The network that pseudo-labels for `round_`'s student: the previous round's student."""
         return self.nets[round_ - 1]
@@ -87,16 +97,17 @@ class NoisyStudent(Classifier):
         name = f"round{round_}"
         set_learning_rates(self.optimizers()[name], self.cfg.optim, within.step, within.total)
         student = self.nets[round_]
-        images, labels = self.labelled(next_batch)
         if round_ == 0:
+            images, labels = self.labelled(next_batch)
             loss, logs = self.supervised_loss(student(images), labels)
             return {**self.update(loss, logs, name), "noisy_student/round": self.round.float()}
+        images, labels = self.labelled(next_batch, self.noised)
         clean = self.unlabelled(next_batch)
         teacher = eval_logits(self.teacher_of(round_), clean).float().softmax(1)
         confidence, hard = teacher.max(1)
         targets = teacher if self.cfg.soft else nn.functional.one_hot(hard, teacher.shape[1]).float()
         kept = (confidence >= self.cfg.threshold).float()
-        features = encode_together(student.encoder, [images, self.augment(clean)])
+        features = encode_together(student.encoder, [images, self.noised(clean)])
         loss, logs = self.supervised_loss(student.logits(features[0]), labels)
         pseudo = soft_cross_entropy(student.logits(features[1]), targets * kept[:, None])
         logs.update({"loss/pseudo_label": pseudo.detach(), "noisy_student/kept": kept.mean(),
