@@ -4,8 +4,9 @@
 # subset's data.seed): the shipped configs/<method>_shapes.yaml with
 # STEPS steps (default 500), batch 32 (labelled) + 32 (unlabelled), encoder width WIDTH (default 16;
 # distill's student half of it), one thread, test top-1 on 1,000 test images every 100 steps.
-# `supervised` goes first: it is distill's teacher. ssgen report draws them all at the end.
-# Usage: tools/semisup_shapes.sh [OUT_DIR] [METHOD ...]
+# distill's teacher is TEACHER (a classifier run; default OUT_DIR/supervised, so `supervised` goes
+# first and distill last). ssgen report draws them all at the end.
+# Usage: [STEPS=..] [WIDTH=..] [TEACHER=RUN] tools/semisup_shapes.sh [OUT_DIR] [METHOD ...]
 set -euo pipefail
 out=${1:-runs/semisup_shapes}
 shift || true
@@ -15,12 +16,13 @@ steps=${STEPS:-500}
 width=${WIDTH:-16}
 labels=${LABELS:-0.1}
 seed=${SEED:-0}
+teacher=${TEACHER:-$out/supervised}
 mkdir -p "$out"
 for method in "${methods[@]}"; do
   extra=(--set "method.encoder.width=$width")
   case $method in
     meta_pseudo_labels) extra+=(--set "method.teacher_encoder.width=$width") ;;
-    distill) extra=(--set "method.encoder.width=$((width / 2))" --set "method.teacher=$out/supervised") ;;
+    distill) extra=(--set "method.encoder.width=$((width / 2))" --set "method.teacher=$teacher") ;;
   esac
   start=$(date +%s)
   ssgen train --config "configs/${method}_shapes.yaml" --no-progress --overwrite \
