@@ -48,6 +48,12 @@ def by_name(registry: Registry, default_factory: Any) -> Any:
     return field(default_factory=default_factory, metadata={"registry": registry})
 
 
+def path_field(default: str = "") -> Any:
+    """A file or directory path: made absolute when a run saves its config (with_absolute_paths),
+    so that the run resumes from any working directory."""
+    return field(default=default, metadata={"path": True})
+
+
 # ---------------------------------------------------------------- sections
 @dataclass
 class DataConfig:
@@ -165,11 +171,20 @@ class TasksEvalConfig:
 
 
 @dataclass
+class AccuracyEvalConfig:
+    """Test top-1 of a classifier method (the semi-supervised methods): its own predictions."""
+    every: int = ranged(0, 0)               # steps between evaluations; 0: off
+    test_size: int = ranged(10000, 1)
+    batch_size: int = ranged(500, 1)
+
+
+@dataclass
 class EvalConfig:
     fid: FIDConfig = field(default_factory=FIDConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     knn: KNNConfig = field(default_factory=KNNConfig)
     tasks: TasksEvalConfig = field(default_factory=TasksEvalConfig)
+    accuracy: AccuracyEvalConfig = field(default_factory=AccuracyEvalConfig)
 
 
 @dataclass
@@ -359,6 +374,9 @@ def with_absolute_paths(cfg: Config) -> Config:
     if Path(cfg.eval.fid.extractor).suffix:  # a file, not a registered extractor's name
         cfg.eval.fid.extractor = absolute(cfg.eval.fid.extractor)
     cfg.eval.fid.weights = absolute(cfg.eval.fid.weights)
+    for option in dataclasses.fields(cfg.method):  # a method's own paths (distill's teacher)
+        if option.metadata.get("path"):
+            setattr(cfg.method, option.name, absolute(getattr(cfg.method, option.name)))
     return cfg
 
 

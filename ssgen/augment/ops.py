@@ -117,3 +117,16 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, radius: int) -> torch.Te
 def solarize(x: torch.Tensor, apply: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     """Invert the values at or above the threshold (PIL's 128 of 255) in the chosen images."""
     return torch.where(per_image(apply) & (x >= threshold), 1 - x, x)
+
+
+def sharpness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """PIL's ImageEnhance.Sharpness per image: blend with the image smoothed by the 3x3 kernel
+    [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13 (border pixels kept as they are); factor 1 leaves the
+    image unchanged, 0 gives the smoothed one, above 1 sharpens."""
+    channels = x.shape[1]
+    kernel = torch.ones(3, 3, device=x.device, dtype=x.dtype)
+    kernel[1, 1] = 5.0
+    kernel = (kernel / 13.0).expand(channels, 1, 3, 3)
+    smoothed = x.clone()
+    smoothed[..., 1:-1, 1:-1] = F.conv2d(x, kernel, groups=channels)
+    return torch.lerp(smoothed, x, per_image(factor)).clamp_(0, 1)

@@ -1,4 +1,4 @@
-"""What is measured: FID/FD, linear probes, reports.
+"""What is measured: FID/FD, linear probes, a classifier's test top-1, reports.
 
 The trainer calls `build_evaluators` once, then each evaluator every `every` steps; it writes
 what they return to TensorBoard and metrics.jsonl. Expensive fixed inputs (real statistics,
@@ -100,6 +100,17 @@ def build_evaluators(cfg: Config, method: Method, device: torch.device, log: Cal
         else:
             log(f"note: eval.tasks.every is set but {cfg.method.name} carries no task that is scored on "
                 "test images (rotation, jigsaw); no held-out task figures")
+    if cfg.eval.accuracy.every > 0:
+        from ssgen.data import build_dataset, missing_labels
+        from ssgen.eval.accuracy import AccuracyEvaluator, classifies
+
+        test_set = build_dataset(cfg.data, "test", holdout)
+        if not classifies(method):
+            log(f"note: eval.accuracy.every is set but {cfg.method.name} is not a classifier; no test top-1")
+        elif missing_labels(test_set):
+            log(f"accuracy off: {missing_labels(test_set)} to score the predictions against")
+        else:
+            evaluators.append(AccuracyEvaluator(cfg.eval.accuracy, test_set, device, cfg.seed))
     wanted = [name for name in ("probe", "knn") if getattr(cfg.eval, name).every > 0]
     if wanted:
         from ssgen.data import build_dataset, missing_labels

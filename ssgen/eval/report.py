@@ -33,6 +33,7 @@ FAMILIES = (
     Family("fid", "FID / FD vs step (lower is better)", lambda k: k == "fid" or k.startswith("fd/"), True),
     Family("probe", "Linear probe top-1 vs step (discriminator forgetting)", lambda k: k.startswith("probe/"), False),
     Family("knn", "kNN top-1 vs step", lambda k: k.startswith("knn/"), False),
+    Family("accuracy", "Classifier test top-1 vs step", lambda k: k.startswith("accuracy/"), False),
     # Every self-supervised task logs `<task>/acc_real` (and `_fake` on a GAN's G side).
     Family("tasks", "Self-supervised task accuracy vs step", lambda k: k.split("/")[-1].startswith("acc_"), False),
 )

@@ -302,7 +302,7 @@ def main_figures(values: dict[str, float]) -> dict[str, float]:
 
 
 def format_metric(key: str, value: float) -> str:
-    return f"{100 * value:.1f}% top-1" if key.startswith(("probe/", "knn/")) else f"{value:.4g}"
+    return f"{100 * value:.1f}% top-1" if key.startswith(("probe/", "knn/", "accuracy/")) else f"{value:.4g}"
 
 
 RUN_FILES = (CONFIG_FILE, METRICS_FILE, HOLDOUT_FILE, CHECKPOINT_DIR, "tb", "samples")

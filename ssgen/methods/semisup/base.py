@@ -1,0 +1,196 @@
+"""What every semi-supervised method shares: a classifier (an encoder from ssgen.nets, dropout,
+a linear head), the labelled and unlabelled halves of a step, and the interface the trainer and
+the evaluators use (`classify` for eval.accuracy, `features` for the probe).
+
+A step draws a labelled batch from the labelled subset's own stream (`next_batch.labelled()`) and
+an unlabelled one from the stream of all training images (`next_batch()`, labels -1 outside the
+subset: those images count as unlabelled, as in Oliver et al. 2018). Training images go through
+the method's augmentation preset (`augment`, on top of the stream's flips); the methods that need
+a clean view of an image (a teacher's pseudo-labels) take the stream's images as they come.
+
+Each method is one file beside this one, with its own options (a subclass of ClassifierConfig).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ssgen.augment import PRESETS, Augmenter, view_configs
+from ssgen.config import MethodConfig, NetConfig, OptimConfig, net, ranged
+from ssgen.errors import ConfigError, DataError
+from ssgen.losses.classification import cross_entropy_with_accuracy
+from ssgen.methods.base import Method, NextBatch
+from ssgen.nets.stochastic_depth import add_stochastic_depth
+from ssgen.registry import ENCODERS
+from ssgen.step import Batch, DataInfo, Progress, as_batch
+from ssgen.tasks.base import augmented_views
+
+NO_AUGMENTATION = "none"
+
+
+@dataclass
+class ClassifierConfig(MethodConfig):
+    name: str = "supervised"
+    encoder: NetConfig = net(ENCODERS, width=32, spectral_norm=False)
+    classes: int = ranged(10, 2)
+    dropout: float = ranged(0.0, 0.0, 1.0)           # before the linear head, while training
+    augment: str = "weak"                            # an ssgen.augment preset for training images, or none
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, betas=[0.9, 0.999]))
+
+
+@dataclass
+class RampedConfig(ClassifierConfig):
+    """A method with an unlabelled loss whose weight ramps up over the run (Lee 2013)."""
+    weight: float = ranged(1.0, 0.0)                 # the unlabelled loss's weight once ramped up
+    ramp_start: float = ranged(0.0, 0.0, 1.0)        # share of the run before which the weight is 0
+    ramp_end: float = ranged(0.4, 0.0, 1.0)          # share of the run at which it reaches `weight`
+
+
+def check_probability(value: float, key: str) -> None:
+    if not 0 <= value < 1:
+        raise ConfigError(f"{key}={value} is out of range; expected a probability in [0, 1)")
+
+
+def check_preset(preset: str, key: str) -> None:
+    if preset != NO_AUGMENTATION and preset not in PRESETS:
+        raise ConfigError(f"{key}: unknown preset {preset!r}; valid: {', '.join([NO_AUGMENTATION, *PRESETS])}")
+
+
+def augmenter(preset: str, resolution: int) -> Augmenter | None:
+    """One view of a preset's first kind (None for `none`)."""
+    return None if preset == NO_AUGMENTATION else Augmenter(view_configs(preset)[:1], resolution)
+
+
+def augmented(augmenter: Augmenter | None, images: torch.Tensor) -> torch.Tensor:
+    return images if augmenter is None else augmented_views(augmenter, images)[0]
+
+
+class ClassifierNet(nn.Module):
+    """encoder -> dropout -> linear head: images in [-1, 1] -> logits [B, classes]."""
+
+    def __init__(self, cfg: NetConfig, resolution: int, classes: int, dropout: float = 0.0,
+                 stochastic_depth: float = 0.0):
+        super().__init__()
+        self.encoder = ENCODERS.get(cfg.name, "method.encoder.name")(cfg, resolution, 3)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(self.encoder.feature_dim, classes)
+        self.hooks = add_stochastic_depth(self.encoder, stochastic_depth)
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.encoder(x))
+
+
+@torch.no_grad()
+def eval_logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A network's logits in eval mode (no dropout, no stochastic depth, batch norm's running
+    statistics, which this leaves as they were): a teacher's clean predictions."""
+    was_training = net.training
+    net.eval()
+    try:
+        return net(x)
+    finally:
+        net.train(was_training)
+
+
+class Classifier(Method):
+    """The supervised baseline's machinery; the methods override `train_step` (and add networks)."""
+    Config = ClassifierConfig
+
+    def __init__(self, cfg: ClassifierConfig, data: DataInfo):
+        super().__init__(cfg, data)
+        self.build_networks(cfg)
+        self.augmenter = augmenter(cfg.augment, data.resolution)
+        self.labels_checked = False  # per session: a host read of the first labelled batch
+
+    def build_networks(self, cfg: ClassifierConfig) -> None:
+        """The networks that are trained (a method with more overrides it)."""
+        self.net = self.build_net(cfg.encoder, cfg.dropout)
+
+    def build_net(self, encoder: NetConfig, dropout: float = 0.0, stochastic_depth: float = 0.0) -> ClassifierNet:
+        return ClassifierNet(encoder, self.data.resolution, self.cfg.classes, dropout, stochastic_depth)
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        method = cfg.method
+        check_probability(method.dropout, "method.dropout")
+        check_preset(method.augment, "method.augment")
+        if isinstance(method, RampedConfig) and method.ramp_start > method.ramp_end:
+            raise ConfigError(f"method.ramp_start={method.ramp_start} is after method.ramp_end={method.ramp_end}; "
+                              "expected ramp_start <= ramp_end (shares of the run)")
+
+    # ---------------------------------------------------------------- what the evaluators use
+    @property
+    def model(self) -> ClassifierNet:
+        """The classifier that is evaluated and probed (a method with several names it)."""
+        return self.net
+
+    @property
+    def feature_layers(self) -> list[str]:
+        return ["encoder", *self.model.encoder.block_names]
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits [B, classes] of float [-1, 1] images (eval.accuracy calls it in eval mode)."""
+        return self.model(x)
+
+    def compute_features(self, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
+        return self.model.encoder.block_features(x, layers)
+
+    def optimized(self):
+        return {"classifier": (list(self.net.parameters()), self.cfg.optim)}
+
+    # ---------------------------------------------------------------- the halves of a step
+    def augment(self, images: torch.Tensor) -> torch.Tensor:
+        return augmented(self.augmenter, images)
+
+    def labelled(self, next_batch: NextBatch, augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images augmented by `augment` (default: the method's preset), labels) of a labelled batch."""
+        draw = getattr(next_batch, "labelled", next_batch)  # a bare callable: every image is labelled
+        batch = as_batch(draw())
+        if not self.labels_checked:
+            self.check_labels(batch)
+        return (augment or self.augment)(batch.images), batch.labels
+
+    def unlabelled(self, next_batch: NextBatch) -> torch.Tensor:
+        """The images of a batch of all training images, as the stream gives them (not augmented)."""
+        return as_batch(next_batch()).images
+
+    def check_labels(self, batch: Batch) -> None:
+        labels = batch.labels
+        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= self.cfg.classes):
+            raise DataError(f"a labelled batch holds label {int(labels.min()) if labels.min() < 0 else int(labels.max())}; "
+                            f"expected class labels 0..{self.cfg.classes - 1} (method.classes={self.cfg.classes}): "
+                            "set method.classes to the data's number of classes, or give the images class labels")
+        self.labels_checked = True
+
+    def supervised_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        loss, accuracy = cross_entropy_with_accuracy(logits, labels)
+        return loss, {"loss/supervised": loss.detach(), "classifier/acc_labelled": accuracy}
+
+    def update(self, loss: torch.Tensor, logs: dict, optimizer: str = "classifier") -> dict[str, torch.Tensor]:
+        self.optimize(optimizer, loss)
+        return {**logs, "loss/total": loss.detach()}
+
+    def ramp(self, progress: Progress) -> float:
+        from ssgen.losses.semi import linear_ramp
+        return self.cfg.weight * linear_ramp(progress.fraction, self.cfg.ramp_start, self.cfg.ramp_end)
+
+    def train_step(self, next_batch: NextBatch, progress: Progress = Progress()) -> dict[str, torch.Tensor]:
+        images, labels = self.labelled(next_batch)
+        loss, logs = self.supervised_loss(self.net(images), labels)
+        return self.update(loss, logs)
+
+    def compile_networks(self) -> None:
+        self.net.compile()
+
+
+def with_width(cfg: NetConfig, width: int) -> NetConfig:
+    return dataclasses.replace(cfg, width=width)

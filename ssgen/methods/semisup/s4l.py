@@ -1,0 +1,68 @@
+"""`s4l` (Zhai et al. 2019, S4L: Self-Supervised Semi-Supervised Learning): the classifier's
+cross-entropy on labelled images plus a self-supervised task on all images, one encoder for both.
+
+    loss = CE(labelled) + sum over tasks of d_weight * task loss(all images)
+
+The task comes from the tasks registry: `rotation` (S4L-Rotation; fraction 1: every image in all
+four rotations) or `exemplar` in its batch form (S4L-Exemplar: augmented copies of each image
+pulled together by a triplet loss); any other task that an encoder carries works the same way.
+eval.tasks scores the rotation head on held-out images, as for an encoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ssgen.errors import ConfigError
+from ssgen.methods.semisup.base import Classifier, ClassifierConfig
+from ssgen.registry import METHODS
+from ssgen.step import as_batch
+from ssgen.tasks.base import TaskConfig, build_tasks, check_tasks, encode_together, listed_keys, task_losses, tasks_field
+from ssgen.tasks.rotation import RotationConfig
+
+
+@dataclass
+class S4LConfig(ClassifierConfig):
+    name: str = "s4l"
+    tasks: list[TaskConfig] = tasks_field(lambda: RotationConfig(fraction=1.0))
+
+
+@METHODS.register("s4l")
+class S4L(Classifier):
+    Config = S4LConfig
+
+    def build_networks(self, cfg: S4LConfig) -> None:
+        super().build_networks(cfg)
+        self.tasks = build_tasks(cfg.tasks, self.net.encoder, self.data)
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        super().check_config(cfg)
+        tasks = cfg.method.tasks
+        if not tasks:
+            raise ConfigError("method.tasks is empty: s4l adds a self-supervised task to the supervised loss; "
+                              "list one, e.g. [{name: rotation, fraction: 1.0}] or [{name: exemplar, mode: batch}]")
+        keys = listed_keys(len(tasks))
+        for task_cfg, key in zip(tasks, keys):
+            if task_cfg.g_weight is not None:
+                raise ConfigError(f"{key('g_weight')}: s4l has no generator; leave it out")
+        check_tasks(tasks, cfg, keys)
+
+    def optimized(self):
+        return {"classifier": ([*self.net.parameters(), *self.tasks.parameters()], self.cfg.optim)}
+
+    def train_step(self, next_batch, progress):
+        images, labels = self.labelled(next_batch)
+        batch = as_batch(next_batch())
+        inputs = [task.inputs(batch, progress) for task in self.tasks]
+        features = encode_together(self.net.encoder, [images, *[x for i in inputs for x in i.images]])
+        loss, logs = self.supervised_loss(self.net.logits(features[0]), labels)
+        task_loss, task_logs = task_losses(self.tasks, features[1:], inputs, progress,
+                                           [task.cfg.d_weight for task in self.tasks], "", "_train")
+        self.optimize("classifier", loss + task_loss)
+        for task in self.tasks:
+            task.after_update(self.net.encoder, progress)
+        return {**logs, **task_logs, "loss/total": (loss + task_loss).detach()}
+
+    def task_carrier(self):
+        return self.net.encoder, self.tasks
