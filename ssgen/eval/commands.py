@@ -185,7 +185,8 @@ def report(run_dirs, out):
               help="The pretrained part's learning rate as a multiple of --lr (0: frozen in stage 2 too).")
 @click.option("--schedule", default="cosine", show_default=True, help="Learning-rate schedule: cosine, linear, constant.")
 @click.option("--momentum", default=0.9, show_default=True, type=click.FloatRange(0, 1), help="sgd and lars.")
-@click.option("--weight-decay", default=0.0, show_default=True, type=click.FloatRange(0))
+@click.option("--weight-decay", default=0.0, show_default=True, type=click.FloatRange(0),
+              help="Stage 2 weight decay (none on norms and biases, as in training).")
 @click.option("--augment", default="weak", show_default=True,
               help="Stage-2 augmentation: an ssgen.augment preset's first view (weak: flip and a 12.5% shift; "
                    "simclr, byol, moco_v2, dino, exemplar) or none.")
