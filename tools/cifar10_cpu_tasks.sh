@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Every self-supervised task at a CPU budget on CIFAR-10 (issues 13 and 14), two groups:
 #   gans:     the task on a GAN's discriminator (the forgetting figure: probe of D vs step, FD beside),
-#             the GAN and SS-GAN recipes with small nets (width 32, n_dis 2, batch 32, 1,000 G steps), one seed;
-#   encoders: the task alone on one encoder (ResNet-18 at width 16, batch 32, 500 steps; iBOT: a small ViT),
-#             probe and kNN at step 0 (the random-init floor), 250 and 500.
-# GAN_STEPS / ENCODER_STEPS change the budgets.
+#             the GAN and SS-GAN recipes with small nets (width 32, n_dis 2, batch 32, GAN_STEPS G steps,
+#             default 500), one seed; FD and probe at step 0 (the random-init floor), halfway and at the end;
+#   encoders: the task alone on one encoder (ResNet-18 at width 16, batch 32, ENCODER_STEPS steps, default
+#             300; iBOT: a small ViT), probe and kNN at step 0 (the random-init floor), halfway and at the end.
 # Usage: tools/cifar10_cpu_tasks.sh DATA_DIR [OUT_DIR] [gans|encoders|all]
 # DATA_DIR holds train.zip and test.zip (python3 ../shared/data/cifar10/unpack.py DATA_DIR).
 # Runs go two at a time, one thread each; ssgen report draws each group at the end.
 set -euo pipefail
+gan_steps=${GAN_STEPS:-500}
+encoder_steps=${ENCODER_STEPS:-300}
 data=${1:?usage: $0 DATA_DIR [OUT_DIR] [gans|encoders|all]}
 out=${2:-runs/cifar10_cpu}
 group=${3:-all}
@@ -19,10 +21,10 @@ gan_budget=(
   --set data.name=folder --set "data.path=$data/train.zip"
   --set method.generator.width=32 --set method.discriminator.width=32
   --set method.n_dis=2 --set method.ema_decay=0.999
-  --set trainer.batch_size=32 --set trainer.steps=${GAN_STEPS:-1000} --set trainer.threads=1
-  --set trainer.log_every=50 --set trainer.sample_every=500 --set trainer.checkpoint_every=500
-  --set eval.fid.every=500 --set eval.fid.num_samples=2000 --set "eval.fid.extractor=$fd"
-  --set eval.probe.every=500 --set eval.probe.train_size=5000 --set eval.probe.test_size=5000
+  --set trainer.batch_size=32 --set trainer.steps=$gan_steps --set trainer.threads=1
+  --set trainer.log_every=50 --set trainer.sample_every=$((gan_steps / 2)) --set trainer.checkpoint_every=$((gan_steps / 2))
+  --set eval.fid.every=$((gan_steps / 2)) --set eval.fid.num_samples=2000 --set "eval.fid.extractor=$fd"
+  --set eval.probe.every=$((gan_steps / 2)) --set eval.probe.train_size=5000 --set eval.probe.test_size=5000
   --set eval.probe.layers=[penultimate,block2]
 )
 # name | config | the task list on D (empty: the config's own)
@@ -39,11 +41,11 @@ gans=(
 
 enc_budget=(
   --set data.name=folder --set "data.path=$data/train.zip"
-  --set method.encoder.width=16 --set trainer.batch_size=32 --set trainer.steps=${ENCODER_STEPS:-500}
-  --set trainer.threads=1 --set trainer.log_every=50 --set trainer.checkpoint_every=250
-  --set method.optim.warmup_steps=50
-  --set eval.probe.every=250 --set eval.probe.train_size=2000 --set eval.probe.test_size=2000
-  --set eval.knn.every=250 --set eval.knn.train_size=2000 --set eval.knn.test_size=2000
+  --set method.encoder.width=16 --set trainer.batch_size=32 --set trainer.steps=$encoder_steps
+  --set trainer.threads=1 --set trainer.log_every=50 --set trainer.checkpoint_every=$((encoder_steps / 2))
+  --set method.optim.warmup_steps=$((encoder_steps / 10))
+  --set eval.probe.every=$((encoder_steps / 2)) --set eval.probe.train_size=2000 --set eval.probe.test_size=2000
+  --set eval.knn.every=$((encoder_steps / 2)) --set eval.knn.train_size=2000 --set eval.knn.test_size=2000
 )
 vit=(--set method.encoder.name=vit --set method.encoder.width=128 --set method.encoder.depth=6
      --set method.encoder.heads=4 --set method.optim.name=adamw --set method.optim.lr=5e-4
@@ -83,7 +85,7 @@ if [ "$group" != encoders ]; then
   jobs=()
   for entry in "${gans[@]}"; do
     IFS='|' read -r name config tasks <<< "$entry"
-    [ -f "$out/gans/$name/checkpoints/step-$(printf %08d ${GAN_STEPS:-1000}).pt" ] && continue  # done already
+    [ -f "$out/gans/$name/checkpoints/step-$(printf %08d $gan_steps).pt" ] && continue  # done already
     jobs+=("run '$name' '$config' '$tasks' gan_budget '' '$out/gans'")
   done
   pairwise "${jobs[@]}"
@@ -93,7 +95,7 @@ if [ "$group" != gans ]; then
   jobs=()
   for entry in "${encoders[@]}"; do
     IFS='|' read -r name config tasks extra <<< "$entry"
-    [ -f "$out/encoders/$name/checkpoints/step-$(printf %08d ${ENCODER_STEPS:-500}).pt" ] && continue
+    [ -f "$out/encoders/$name/checkpoints/step-$(printf %08d $encoder_steps).pt" ] && continue
     jobs+=("run '$name' '$config' '$tasks' enc_budget '$extra' '$out/encoders'")
   done
   pairwise "${jobs[@]}"
