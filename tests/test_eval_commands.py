@@ -44,3 +44,26 @@ def test_probe_data_path_on_a_shapes_run_reads_that_folder(run, tmp_path):
     result = invoke("probe", run, "--data-path", tmp_path / "own", "--train-size", 20, "--test-size", 10)
     assert result.exit_code == 0, result.output
     assert "own" in result.output and "100.00% top-1" in result.output  # solid colours: separable
+
+
+def test_fid_no_ema_measures_g_itself_and_says_so(run, extractor_file):
+    import json
+
+    from ssgen.eval.metrics import read_metrics
+
+    ema = invoke("fid", run, "-n", 32, "--extractor", extractor_file)
+    raw = invoke("fid", run, "-n", 32, "--extractor", extractor_file, "--no-ema")
+    assert ema.exit_code == 0 and raw.exit_code == 0, raw.output
+    value = lambda result: float(result.output.split("FD(tiny-fd):")[1].split()[0])  # noqa: E731
+    assert value(ema) != value(raw)  # two steps in, the EMA copy is still mostly G's initialisation
+    protocols = [record["protocol"] for record in read_metrics(run) if "fd/tiny-fd" in record["metrics"]][-2:]
+    assert "generator" not in protocols[0] and protocols[1]["generator"] == "G, no EMA"
+    assert json.loads(raw.output.split("protocol: ")[1].splitlines()[0])["generator"] == "G, no EMA"
+
+
+def test_fid_no_ema_on_a_run_without_one_is_a_clear_error(tmp_path, extractor_file):
+    cfg = load_config(QUICK, [f"run_dir={tmp_path / 'plain'}", *SMALL, "method.ema_decay=0",
+                              f"eval.fid.extractor={extractor_file}"])
+    run = train(cfg, progress=False, log=lambda m: None)
+    result = invoke("fid", run, "-n", 32, "--extractor", extractor_file, "--no-ema")
+    assert result.exit_code != 0 and "no EMA generator" in str(result.exception or result.output)
