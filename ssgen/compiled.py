@@ -42,10 +42,10 @@ class CompiledStep:
     persistent input tensors (CUDA graphs replay on fixed addresses). `before` runs eagerly before
     each call: what must not be traced (learning rates into their tensors, optimizer state made)."""
 
-    def __init__(self, step: StepFunction, before: Callable[[], None], device: torch.device,
+    def __init__(self, name: str, step: StepFunction, before: Callable[[], None], device: torch.device,
                  backend: str = "inductor"):
         check_supported()
-        self.before, self.device = before, device
+        self.name, self.before, self.device = name, before, device
         options = compile_options(device) if backend == "inductor" else None
         self.graphed = backend == "inductor" and device.type == "cuda"
 
@@ -65,7 +65,14 @@ class CompiledStep:
                 buffer.copy_(value)
         if self.graphed:
             torch.compiler.cudagraph_mark_step_begin()
-        with torch._dynamo.config.patch(trace_autograd_ops=True):
-            logs = self.compiled(*self.inputs, progress)
+        try:
+            with torch._dynamo.config.patch(trace_autograd_ops=True):
+                logs = self.compiled(*self.inputs, progress)
+        except (torch._dynamo.exc.Unsupported, torch._dynamo.exc.UserError) as err:
+            # Host-side work in the step (a Python loop over random draws, a tensor read into
+            # Python): the step as written is not one graph, and fullgraph refuses to split it.
+            first_line = str(err).strip().splitlines()[0]
+            raise ConfigError(f"trainer.compile=step: the {self.name!r} step cannot be compiled as one graph "
+                              f"({type(err).__name__}: {first_line}); use trainer.compile=modules or eager") from err
         # A CUDA graph's outputs are overwritten by its next replay: the logs are read later.
         return {k: v.clone() for k, v in logs.items()} if self.graphed else logs

@@ -104,7 +104,7 @@ class Method(nn.Module):
                               "or trainer.compile=modules")
         if world()[1] > 1:
             raise ConfigError("trainer.compile=step runs in one process; under torchrun use trainer.compile=modules")
-        self._compiled = {name: CompiledStep(getattr(self, f"{name}_step"), self.prepare_compiled_update,
+        self._compiled = {name: CompiledStep(name, getattr(self, f"{name}_step"), self.prepare_compiled_update,
                                              device, backend) for name in self.steps}
 
     def prepare_compiled_update(self) -> None:
