@@ -122,6 +122,10 @@ class TrainerConfig:
     # older boolean form, mean modules/eager. Eager is the default everywhere: compiling a step
     # takes minutes on a CPU, more than a short run gains (docs/performance.md).
     compile: str = choice_or_bool("eager", COMPILE_MODES, {True: "modules", False: "eager"})
+    # The networks' weights (and so their activations) in channels_last memory: auto is
+    # channels_last on a CPU, where oneDNN's convolutions run faster that way, and contiguous on a
+    # GPU, where it is not measured yet (docs/performance.md).
+    memory_format: str = choice("auto", "auto", "contiguous", "channels_last")
     log_every: int = ranged(50, 1)
     sample_every: int = ranged(500, 1)
     checkpoint_every: int = ranged(500, 1)
