@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import statistics
 import tempfile
 import time
 
@@ -23,8 +24,8 @@ import torch
 
 from ssgen.config import config_from_dict
 from ssgen.eval.fid import FrechetDistance, RunningStats, fake_batches, frechet_distance, resolve_extractor
-from ssgen.eval.probe import ProbeData, frozen_features, linear_probe, probe_accuracy
-from ssgen.checkpoint import build_method
+from ssgen.eval.probe import ProbeData, extract_features, frozen_features, linear_probe, probe_accuracy
+from ssgen.checkpoint import build_method, memory_format
 from ssgen.parallel import resolve_device
 
 
@@ -68,6 +69,9 @@ def main() -> None:
     parser.add_argument("--g-width", type=int, default=64, help="generator width (reference: 256)")
     parser.add_argument("--d-width", type=int, default=64, help="discriminator width (reference: 128)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--formats", type=int, default=0, metavar="ROUNDS",
+                        help="only compare the memory formats: sampling and D features of n images in "
+                             "contiguous and channels_last weights, alternating for ROUNDS rounds")
     args = parser.parse_args()
 
     if args.threads:
@@ -81,6 +85,9 @@ def main() -> None:
     print(f"random-init SNGAN, G width {args.g_width}, D width {args.d_width}, batch {args.batch_size}")
     torch.manual_seed(0)
     method = build_method(cfg, device)
+    if args.formats:
+        return compare_memory_formats(method, args.n, args.batch_size, args.formats, device)
+    print(f"networks in {memory_format(cfg, device)} (trainer.memory_format: {cfg.trainer.memory_format})")
     extractor = resolve_extractor(args.extractor, args.weights)
     real = RandomImages(args.n, cfg.data.resolution, seed=1)
 
@@ -114,6 +121,22 @@ def fd_stages(distance: FrechetDistance, method, n: int, batch_size: int) -> Non
     print(f"  running mean and covariance (float64): {seconds:.2f} s")
     seconds, _ = timed(lambda: frechet_distance(mu, sigma, *distance.reference()))
     print(f"  distance (two eigendecompositions, {len(mu)}-d): {seconds:.2f} s")
+
+
+def compare_memory_formats(method, n: int, batch_size: int, rounds: int, device) -> None:
+    """Median seconds of sampling n images and of D's features of n images in each memory format,
+    the formats taking turns so that a changing load weighs on both alike."""
+    images = torch.randint(0, 256, (n, 3, method.data.resolution, method.data.resolution), dtype=torch.uint8)
+    formats = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+    times = {(name, what): [] for name in formats for what in ("sampling", "features")}
+    for _ in range(rounds):
+        for name, memory_format in formats.items():
+            method.to(memory_format=memory_format)
+            times[name, "sampling"].append(timed(lambda: list(fake_batches(method, n, batch_size, 0)))[0])
+            times[name, "features"].append(timed(lambda: extract_features(
+                method, images, method.check_features(None), batch_size, device))[0])
+    for (name, what), values in times.items():
+        print(f"  {what} of {n} images, {name}: {statistics.median(values):.1f} s (median of {rounds})")
 
 
 def probe_stages(method, data: ProbeData, cfg, device) -> None:

@@ -95,8 +95,8 @@ class Extractor:
                 self.tf_name, [self.feature], cuda=False, verbose=False, **dict(self.kwargs)).to(device)
             if device.type == "cpu" and isinstance(getattr(module, "net", None), torch.jit.ScriptModule):
                 # A TorchScript file on the CPU: frozen (weights as constants, batch norm folded
-                # into the convolutions) and laid out for oneDNN, 1.5x faster on the CIFAR-10 FD
-                # extractor with features equal to 1e-6 relative (docs/performance.md). After the
+                # into the convolutions) and laid out for oneDNN: 1.2x faster on the CIFAR-10 FD
+                # extractor, its features equal to 1e-6 relative (docs/performance.md). After the
                 # move: a frozen module's constants do not follow .to().
                 module.net = torch.jit.optimize_for_inference(torch.jit.freeze(module.net.eval()))
         return module
