@@ -217,14 +217,25 @@ def test_compiled_step_refuses_skip_mode_before_any_compute(tmp_path):
 # ---------------------------------------------------------------- inductor: what `ssgen train` runs
 @pytest.mark.slow
 def test_inductor_whole_step_equals_eager_and_trains_through_the_trainer(tmp_path):
-    cfg = method_config("ssgan", CASES["ssgan"])
-    eager, compiled = eager_and_compiled(cfg, backend="inductor")
-    pool = torch.rand(STEPS, 8, 3, 32, 32) * 2 - 1
-    for a, b in zip(run_steps(compiled, pool), run_steps(eager, pool)):
-        for key in a:
-            torch.testing.assert_close(a[key], b[key], **TOLERANCE, msg=key)
-    for (key, a), b in zip(compiled.state_dict().items(), eager.state_dict().values()):
-        torch.testing.assert_close(a, b, **TOLERANCE, msg=key)
+    # In float64. In float32 a ReLU or hinge input within round-off of zero takes the other side
+    # under another order of summation, and with these 8-channel networks that changes a step's
+    # gradient visibly: eager channels_last against eager contiguous, one SS-GAN step, differ by
+    # up to 3% in G's batch-norm biases at 2 of 7 seeds (this test's seed among them), while
+    # inductor agrees with eager contiguous to 5e-7. In float64 such ties vanish and the
+    # comparison is of the graph alone (measured: losses within 3e-7, weights within 2e-9).
+    torch.set_default_dtype(torch.float64)
+    try:
+        cfg = method_config("ssgan", CASES["ssgan"])
+        eager, compiled = eager_and_compiled(cfg, backend="inductor")
+        pool = torch.rand(STEPS, 8, 3, 32, 32) * 2 - 1
+        for a, b in zip(run_steps(compiled, pool), run_steps(eager, pool)):
+            for key in a:
+                torch.testing.assert_close(a[key], b[key], **TOLERANCE, msg=key)
+        for (key, a), b in zip(compiled.state_dict().items(), eager.state_dict().values()):
+            torch.testing.assert_close(a, b, **TOLERANCE, msg=key)
+        assert next(compiled.parameters()).dtype == torch.float64
+    finally:
+        torch.set_default_dtype(torch.float32)
 
     # Through the trainer, with a resume at step 2: the same step-4 checkpoint as one go.
     from ssgen.checkpoint import list_checkpoints, read_checkpoint
