@@ -131,11 +131,19 @@ def data_info(cfg: Config) -> DataInfo:
 
 
 def build_method(cfg: Config, device: torch.device) -> Method:
-    """A fresh (untrained) method of the config's kind on `device`."""
+    """A fresh (untrained) method of the config's kind on `device`, in trainer.memory_format."""
     from ssgen.methods import METHODS
 
     method_cls = METHODS.get(cfg.method.name, "method.name")
-    return method_cls(cfg.method, data_info(cfg)).to(device)
+    return method_cls(cfg.method, data_info(cfg)).to(device, memory_format=memory_format(cfg, device))
+
+
+def memory_format(cfg: Config, device: torch.device) -> torch.memory_format:
+    """trainer.memory_format, auto resolved for the device."""
+    chosen = cfg.trainer.memory_format
+    if chosen == "auto":
+        chosen = "channels_last" if torch.device(device).type == "cpu" else "contiguous"
+    return torch.channels_last if chosen == "channels_last" else torch.contiguous_format
 
 
 def load_method_state(method: Method, state: dict, source: str) -> None:

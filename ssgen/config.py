@@ -31,6 +31,12 @@ def choice(default: str, *options: str) -> Any:
     return field(default=default, metadata={"choices": options})
 
 
+def choice_or_bool(default: str, options: tuple[str, ...], aliases: dict[bool, str]) -> Any:
+    """A choice field that also reads true/false, as the field's older boolean form wrote it."""
+    assert default in options and set(aliases.values()) <= set(options)
+    return field(default=default, metadata={"choices": options, "aliases": aliases})
+
+
 def ranged(default: Any, low: float | None = None, high: float | None = None, *,
            low_open: bool = False) -> Any:
     """A number field checked against [low, high] ((low, high] when low_open)."""
@@ -111,13 +117,24 @@ class MethodConfig:
     name: str = "ssgan"
 
 
+COMPILE_MODES = ("eager", "modules", "step")
+
+
 @dataclass
 class TrainerConfig:
     steps: int = ranged(1000, 1)            # method steps (a GAN step = n_dis D steps + 1 G step)
     batch_size: int = ranged(64, 1)
     device: str = "auto"                    # auto (cuda if available), cpu, cuda, cuda:N
     precision: str = choice("auto", "auto", "fp32", "bf16")  # auto: bf16 autocast on GPU, fp32 on CPU
-    compile: bool = False                   # torch.compile the networks
+    # eager; modules: torch.compile each network; step: each whole train step (forward, backward,
+    # optimizer update, EMA) compiled as one graph, with CUDA graphs on a GPU. true/false, the
+    # older boolean form, mean modules/eager. Eager is the default everywhere: compiling a step
+    # takes minutes on a CPU, more than a short run gains (docs/performance.md).
+    compile: str = choice_or_bool("eager", COMPILE_MODES, {True: "modules", False: "eager"})
+    # The networks' weights (and so their activations) in channels_last memory: auto is
+    # channels_last on a CPU, where oneDNN's convolutions run faster that way, and contiguous on a
+    # GPU, where it is not measured yet (docs/performance.md).
+    memory_format: str = choice("auto", "auto", "contiguous", "channels_last")
     log_every: int = ranged(50, 1)
     sample_every: int = ranged(500, 1)
     checkpoint_every: int = ranged(500, 1)
@@ -251,7 +268,9 @@ def _chosen_class(registry: Registry, raw: Any, base: Any, declared: type, key: 
 
 def _check_range(value: Any, meta: typing.Mapping, key: str) -> None:
     if "choices" in meta and value not in meta["choices"]:
-        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(meta['choices'])}")
+        also = " (or true/false: " + ", ".join(f"{str(k).lower()} = {v}" for k, v in meta["aliases"].items()) + ")" \
+            if "aliases" in meta else ""
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(meta['choices'])}{also}")
     if "names" in meta:
         meta["names"].get(value, key)  # a ConfigError listing the valid names
     low, high = meta.get("low"), meta.get("high")
@@ -288,7 +307,10 @@ def from_dict(cls: type, raw: Any, prefix: str = "", base: Any = None) -> Any:
         default = copy.deepcopy(getattr(base, name)) if base is not None else _default(f)
         registry = f.metadata.get("registry")
         if name in raw:
-            value = _convert(raw[name], hints[name], key, registry, default)
+            value = raw[name]
+            if isinstance(value, bool) and "aliases" in f.metadata:
+                value = f.metadata["aliases"][value]
+            value = _convert(value, hints[name], key, registry, default)
             _check_range(value, f.metadata, key)
         elif registry is not None and dataclasses.is_dataclass(hints[name]):
             # An absent section is its default entry's, built with that entry's own options

@@ -39,21 +39,23 @@ class LARS(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                grad = p.grad
-                if group["adapt"]:
-                    weight_norm, grad_norm = p.norm(), grad.norm()
-                    ratio = group["trust"] * weight_norm / (grad_norm + group["weight_decay"] * weight_norm)
-                    # A zero weight (fresh bias-like tensor) or zero gradient: no scaling to compute.
-                    ratio = torch.where((weight_norm > 0) & (grad_norm > 0), ratio, torch.ones_like(ratio))
-                    grad = (grad + group["weight_decay"] * p) * ratio
                 state = self.state[p]
                 if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = grad.clone()
-                else:
-                    state["momentum_buffer"].mul_(group["momentum"]).add_(grad)
-                buffer = state["momentum_buffer"]
-                p.add_(grad + group["momentum"] * buffer if group["nesterov"] else buffer, alpha=-group["lr"])
+                    state["momentum_buffer"] = torch.zeros_like(p)  # m * 0 + grad: the first step's buffer is the grad
+                lars_update(p, p.grad, state["momentum_buffer"], group, group["lr"])
         return loss
+
+
+def lars_update(p: torch.Tensor, grad: torch.Tensor, buffer: torch.Tensor, group: dict, lr) -> None:
+    """One LARS update of `p` in place (eager LARS.step and compiled steps share it)."""
+    if group["adapt"]:
+        weight_norm, grad_norm = p.norm(), grad.norm()
+        ratio = group["trust"] * weight_norm / (grad_norm + group["weight_decay"] * weight_norm)
+        # A zero weight (fresh bias-like tensor) or zero gradient: no scaling to compute.
+        ratio = torch.where((weight_norm > 0) & (grad_norm > 0), ratio, torch.ones_like(ratio))
+        grad = (grad + group["weight_decay"] * p) * ratio
+    buffer.mul_(group["momentum"]).add_(grad)
+    p.sub_(lr * (grad + group["momentum"] * buffer if group["nesterov"] else buffer))
 
 
 @OPTIMIZERS.register("adam")
@@ -108,6 +110,87 @@ def build_scaled_optimizer(parts: Sequence[tuple[Iterable[torch.nn.Parameter], f
     for group in optimizer.param_groups:
         group["base_lr"] = group["lr"]  # the schedule scales this; checkpointed with the optimizer
     return optimizer
+
+
+# ---------------------------------------------------------------- updates inside a compiled step
+# torch's optimizers break a compiled graph on purpose at step() (and refuse a gradient set
+# inside it), so a whole-step graph updates the weights itself: the same arithmetic as each
+# optimizer's eager step, on the optimizer's own state tensors, so that checkpoints are the
+# same for both paths and a run can resume on either.
+def prepare_state(optimizer: torch.optim.Optimizer) -> None:
+    """Create each parameter's state as the optimizer's first eager step would, before a compiled
+    step is traced (zero moments, step 0; a zero momentum buffer, which the first step fills with
+    the gradient as SGD's clone does). Existing state (a resumed run) is kept."""
+    kind = optimizer_kind(optimizer)
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state[p]
+            if kind in ("adam", "adamw"):
+                if "step" not in state:
+                    # On the parameter's device (as fused and capturable Adam keep it): no host scalar in the graph.
+                    state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                elif state["step"].device != p.device:
+                    state["step"] = state["step"].to(p.device)
+            elif (kind == "lars" or group["momentum"]) and state.get("momentum_buffer") is None:
+                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+
+def optimizer_kind(optimizer: torch.optim.Optimizer) -> str:
+    # AdamW first: in some torch versions it subclasses Adam.
+    for kind, cls in (("adamw", torch.optim.AdamW), ("adam", torch.optim.Adam), ("sgd", torch.optim.SGD),
+                      ("lars", LARS)):
+        if isinstance(optimizer, cls):
+            return kind
+    raise ValueError(f"{type(optimizer).__name__} has no update for compiled steps; "
+                     "expected adam, adamw, sgd or lars")
+
+
+@torch.no_grad()
+def compiled_update(optimizer: torch.optim.Optimizer, grads: list[torch.Tensor | None],
+                    lrs: list[torch.Tensor]) -> None:
+    """One step of `optimizer` with `grads` (in the order of its groups' parameters) and the
+    learning rate of each group as a 0-d tensor: a Python float would be baked into the graph,
+    and the schedule changes it at every step. A parameter without a gradient is left alone,
+    as the eager step leaves it."""
+    kind, grads = optimizer_kind(optimizer), iter(grads)
+    for group, lr in zip(optimizer.param_groups, lrs):
+        for p in group["params"]:
+            grad = next(grads)
+            if grad is None:
+                continue
+            state = optimizer.state[p]
+            if kind in ("adam", "adamw"):
+                adam_update(p, grad, state, group, lr, decoupled=kind == "adamw")
+            elif kind == "sgd":
+                sgd_update(p, grad, state, group, lr)
+            else:
+                lars_update(p, grad, state["momentum_buffer"], group, lr)
+
+
+def adam_update(p, grad, state: dict, group: dict, lr, decoupled: bool) -> None:
+    beta1, beta2 = group["betas"]
+    state["step"] += 1
+    step = state["step"]
+    if group["weight_decay"]:
+        if decoupled:
+            p.mul_(1 - lr * group["weight_decay"])
+        else:
+            grad = grad + group["weight_decay"] * p
+    state["exp_avg"].lerp_(grad, 1 - beta1)
+    state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    denom = (state["exp_avg_sq"].sqrt() / (1 - beta2 ** step).sqrt()).add_(group["eps"])
+    p.sub_(lr / (1 - beta1 ** step) * state["exp_avg"] / denom)
+
+
+def sgd_update(p, grad, state: dict, group: dict, lr) -> None:
+    if group["weight_decay"]:
+        grad = grad + group["weight_decay"] * p
+    if group["momentum"]:
+        buffer = state["momentum_buffer"].mul_(group["momentum"]).add_(grad, alpha=1 - group["dampening"])
+        grad = grad + group["momentum"] * buffer if group["nesterov"] else buffer
+    p.sub_(lr * grad)
 
 
 # ---------------------------------------------------------------- schedules

@@ -1,27 +1,31 @@
 """Seconds for the measurements on this machine: FD of N samples against cached reference
-statistics, and a linear probe on N train + N test images.
+statistics, and a linear probe on N train + N test images, each as a whole and split into its
+stages (FD: sampling, the extractor's features, the running statistics, the distance's
+eigendecompositions; the probe: the frozen features, the classifier's fit), so that it shows
+where the time goes.
 
 The model is a random-init SNGAN ResNet; its generator's and discriminator's widths (default 64,
 small, so that the measurement's own cost shows; the CIFAR-10 reference is 256 / 128) set how
 much of the time goes to sampling and to probe features. Images are random uint8: their
 content does not change the cost.
 
-    python tools/bench_eval.py --extractor ../shared/fd/cifar10-fd-public.pt -n 10000
+    python tools/bench_eval.py --extractor ../shared/fd/cifar10-fd-public.pt -n 10000 [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import statistics
 import tempfile
 import time
 
 import torch
 
 from ssgen.config import config_from_dict
-from ssgen.eval.fid import FrechetDistance, resolve_extractor
-from ssgen.eval.probe import ProbeData, linear_probe
-from ssgen.checkpoint import build_method
+from ssgen.eval.fid import FrechetDistance, RunningStats, fake_batches, frechet_distance, resolve_extractor
+from ssgen.eval.probe import ProbeData, extract_features, frozen_features, linear_probe, probe_accuracy
+from ssgen.checkpoint import build_method, memory_format
 from ssgen.parallel import resolve_device
 
 
@@ -64,8 +68,14 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--g-width", type=int, default=64, help="generator width (reference: 256)")
     parser.add_argument("--d-width", type=int, default=64, help="discriminator width (reference: 128)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--formats", type=int, default=0, metavar="ROUNDS",
+                        help="only compare the memory formats: sampling and D features of n images in "
+                             "contiguous and channels_last weights, alternating for ROUNDS rounds")
     args = parser.parse_args()
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(f"device: {name}; torch {torch.__version__}")
@@ -75,6 +85,9 @@ def main() -> None:
     print(f"random-init SNGAN, G width {args.g_width}, D width {args.d_width}, batch {args.batch_size}")
     torch.manual_seed(0)
     method = build_method(cfg, device)
+    if args.formats:
+        return compare_memory_formats(method, args.n, args.batch_size, args.formats, device)
+    print(f"networks in {memory_format(cfg, device)} (trainer.memory_format: {cfg.trainer.memory_format})")
     extractor = resolve_extractor(args.extractor, args.weights)
     real = RandomImages(args.n, cfg.data.resolution, seed=1)
 
@@ -88,9 +101,51 @@ def main() -> None:
         seconds, value = timed(lambda: distance(method))
         print(f"{extractor.label} of {args.n} samples vs cached reference: {seconds:.1f} s (value {value:.2f})")
 
+        fd_stages(distance, method, args.n, args.batch_size)
+
     data = ProbeData.from_sets(real, RandomImages(args.n, cfg.data.resolution, seed=2), args.n, args.n)
     seconds, accuracy = timed(lambda: linear_probe(method, data, cfg.eval.probe, device))
     print(f"linear probe on {args.n}+{args.n} images (layer {', '.join(accuracy)}): {seconds:.1f} s")
+    probe_stages(method, data, cfg.eval.probe, device)
+
+
+def fd_stages(distance: FrechetDistance, method, n: int, batch_size: int) -> None:
+    """The FD call's stages one after another, as FrechetDistance runs them interleaved."""
+    seconds, fakes = timed(lambda: list(fake_batches(method, n, batch_size, distance.seed)))
+    print(f"  sampling {n} images (G forward, to uint8): {seconds:.1f} s")
+    net = distance.net()
+    seconds, features = timed(lambda: [net(images.to(distance.device))[0] for images in fakes])
+    print(f"  extractor features: {seconds:.1f} s")
+    stats = RunningStats()
+    seconds, (mu, sigma) = timed(lambda: [stats.update(f) for f in features] and stats.finish())
+    print(f"  running mean and covariance (float64): {seconds:.2f} s")
+    seconds, _ = timed(lambda: frechet_distance(mu, sigma, *distance.reference()))
+    print(f"  distance (two eigendecompositions, {len(mu)}-d): {seconds:.2f} s")
+
+
+def compare_memory_formats(method, n: int, batch_size: int, rounds: int, device) -> None:
+    """Median seconds of sampling n images and of D's features of n images in each memory format,
+    the formats taking turns so that a changing load weighs on both alike."""
+    images = torch.randint(0, 256, (n, 3, method.data.resolution, method.data.resolution), dtype=torch.uint8)
+    formats = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+    times = {(name, what): [] for name in formats for what in ("sampling", "features")}
+    for _ in range(rounds):
+        for name, memory_format in formats.items():
+            method.to(memory_format=memory_format)
+            times[name, "sampling"].append(timed(lambda: list(fake_batches(method, n, batch_size, 0)))[0])
+            times[name, "features"].append(timed(lambda: extract_features(
+                method, images, method.check_features(None), batch_size, device))[0])
+    for (name, what), values in times.items():
+        print(f"  {what} of {n} images, {name}: {statistics.median(values):.1f} s (median of {rounds})")
+
+
+def probe_stages(method, data: ProbeData, cfg, device) -> None:
+    layers = method.check_features(cfg.layers)
+    seconds, (train, test) = timed(lambda: frozen_features(method, data, layers, cfg.batch_size, device))
+    print(f"  frozen features of the train and test images: {seconds:.1f} s")
+    seconds, _ = timed(lambda: [probe_accuracy(train[layer], data.train_labels, test[layer], data.test_labels,
+                                               data.num_classes, cfg.max_iter, cfg.l2) for layer in layers])
+    print(f"  classifier fit ({cfg.max_iter} L-BFGS iterations) and test: {seconds:.1f} s")
 
 
 if __name__ == "__main__":

@@ -1,20 +1,19 @@
 #!/usr/bin/env bash
-# The whole speed measurement of issue 5 in one call (for a GPU machine; ~5-8 minutes on an H100):
-# SS-GAN and GAN at the reference sizes, each lever on and off, then step time against batch and
-# resolution. Every line is tools/bench_train.py's own output; quote them as printed.
+# The GPU speed measurement of issues 5 and 16 in one call (for a GPU machine): the reference
+# SS-GAN step (SNGAN ResNet, G 256 / D 128, n_dis 5) against the straightforward eager fp32 step,
+# then each path (eager, per-module compile, the whole step compiled with CUDA graphs) in bf16 at
+# batch 64 and 256, the goal being at most 18 ms per G step at batch 64; the GAN baseline; then
+# FD and the probe. Every line is the tools' own output; quote them as printed.
 #   tools/bench_sweep.sh [extra --set args for every run]
 # On the lent GPU machine ../shared does not travel: copy ../shared/fd into .carry/fd (13 MB) and
-# carry `.carry/fd` (the CIFAR-10 npz, 20 MB, plus unpack.py also fit; unpack there, not here).
+# carry `.carry/fd`. Add --peer DIR (a kwotsin/mimicry checkout, carried too) to time Mimicry beside.
 set -uo pipefail
-bench() { echo "=== $*"; python tools/bench_train.py --steps "${STEPS:-30}" --warmup "${WARMUP:-10}" "$@" "${extra[@]}"; }
+bench() { echo "=== $*"; python tools/bench_train.py --rounds "${ROUNDS:-3}" --steps "${STEPS:-10}" --warmup "${WARMUP:-10}" "$@" "${extra[@]}"; }
 extra=("$@")
-for config in configs/ssgan_cifar10.yaml configs/gan_cifar10.yaml; do
-  bench --config "$config" --set trainer.precision=fp32                         # eager fp32 (vs the reference)
-  bench --config "$config" --set trainer.precision=bf16 --no-reference           # + bf16 autocast
-  bench --config "$config" --set trainer.precision=bf16 --set trainer.compile=true --no-reference  # + torch.compile
+bench --config configs/ssgan_cifar10.yaml --set trainer.precision=fp32 --paths eager           # vs the reference
+for batch in 64 256; do
+  bench --config configs/ssgan_cifar10.yaml --set trainer.batch_size=$batch --set trainer.precision=bf16 \
+    --no-reference --paths eager,modules,step,step-cl
 done
-for batch in 128 256; do
-  bench --config configs/ssgan_cifar10.yaml --set trainer.batch_size=$batch --set trainer.compile=true --no-reference
-done
-bench --config configs/ssgan_cifar10.yaml --set data.resolution=64 --set trainer.compile=true --no-reference
+bench --config configs/gan_cifar10.yaml --set trainer.precision=bf16 --no-reference --paths eager,step
 python tools/bench_eval.py --extractor "${FD_EXTRACTOR:-.carry/fd/cifar10-fd-public.pt}" -n 10000 --g-width 256 --d-width 128

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 import torch
 
 from ssgen.config import MethodConfig, NetConfig, OptimConfig, net
-from ssgen.methods.base import Method, NextBatch
+from ssgen.methods.base import Method
 from ssgen.nets.autoencoder import EncoderDecoder, build_autoencoder
 from ssgen.registry import DECODERS, ENCODERS
-from ssgen.step import DataInfo, Progress, as_batch
+from ssgen.step import Batch, DataInfo, Progress
 
 
 @dataclass
@@ -59,8 +59,10 @@ class Autoencoder(Method):
     def optimized(self):
         return {"autoencoder": (list(self.nets.parameters()), self.cfg.optim)}
 
-    def train_step(self, next_batch: NextBatch, progress: Progress = Progress()) -> dict[str, torch.Tensor]:
-        loss, logs = self.loss(as_batch(next_batch()).images)
+    steps = ("autoencoder",)
+
+    def autoencoder_step(self, batch: Batch, progress: Progress) -> dict[str, torch.Tensor]:
+        loss, logs = self.loss(batch.images)
         self.optimize("autoencoder", loss)
         return logs
 

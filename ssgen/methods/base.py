@@ -1,7 +1,10 @@
 """What every method offers the trainer and the evaluators.
 
 A method knows what is learned: its networks, which parameters each optimizer updates
-(`optimized`), and one train step. It never opens a file or a writer. The trainer builds the
+(`optimized`), and one train step. It never opens a file or a writer. The train step is made of
+the steps the method declares (`steps`: names, each a `<name>_step(batch, progress)` method,
+e.g. a GAN's "d" and "g"), run through `run_step`: eagerly, or each compiled whole as one graph
+(trainer.compile: step, ssgen/compiled.py) with no code of the method's own. The trainer builds the
 optimizers (after moving the method to its device), schedules their learning rates and calls
 `train_step`; the probe calls `features`; FID and `ssgen sample` call `sample` when
 `generative` is true.
@@ -16,9 +19,10 @@ from torch import nn
 
 from ssgen.config import MethodConfig, OptimConfig
 from ssgen.errors import ConfigError
-from ssgen.optim import build_optimizer
-from ssgen.parallel import average_gradients
-from ssgen.step import Batch, DataInfo, Progress
+from ssgen.compiled import CompiledStep
+from ssgen.optim import build_optimizer, compiled_update, prepare_state
+from ssgen.parallel import average_gradients, world
+from ssgen.step import Batch, DataInfo, Progress, as_batch
 
 # The trainer hands a method this: each call returns the next Batch on the training device
 # (GANs call it n_dis times per step). A bare image tensor is taken as an unlabelled batch.
@@ -29,6 +33,7 @@ class Method(nn.Module):
     Config: type = MethodConfig
     generative: bool = False
     feature_layers: Sequence[str] = ()   # names `features` accepts; the first is the default
+    steps: Sequence[str] = ()            # each `<name>_step(batch, progress) -> logs`; compiled whole by trainer.compile=step
 
     def __init__(self, cfg: MethodConfig, data: DataInfo):
         super().__init__()
@@ -36,6 +41,8 @@ class Method(nn.Module):
         self.data = data
         self.skip_nonfinite = False  # the trainer sets it from trainer.nonfinite == "skip"
         self._optimizers: dict[str, torch.optim.Optimizer] | None = None
+        self._compiled: dict[str, CompiledStep] = {}
+        self._lrs: dict[str, list[torch.Tensor]] = {}  # compiled steps read the learning rates from these
         # Checkpointed with the weights: how many updates were skipped for a non-finite loss.
         self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.long))
 
@@ -58,8 +65,16 @@ class Method(nn.Module):
     def optimize(self, name: str, loss: torch.Tensor) -> None:
         """One update of optimizer `name`; with skip_nonfinite a NaN/inf loss leaves the weights untouched."""
         optimizer = self.optimizers()[name]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        # The gradients of this optimizer's parameters only: backward() would also compute the
+        # weight gradients of every other network the loss passed through (D's, in a G step),
+        # to be thrown away.
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        if torch.compiler.is_compiling():  # inside a compiled step (no skip mode, one process)
+            compiled_update(optimizer, list(grads), self._lrs[name])
+            return
+        for p, grad in zip(params, grads):
+            p.grad = grad
         loss = average_gradients(optimizer, loss)  # across torchrun processes; a no-op in one
         if self.skip_nonfinite and not torch.isfinite(loss):  # a host sync, paid only in skip mode
             self.skipped_steps += 1
@@ -67,8 +82,40 @@ class Method(nn.Module):
         optimizer.step()
 
     def train_step(self, next_batch: NextBatch, progress: Progress = Progress()) -> dict[str, torch.Tensor]:
-        """One optimisation step. Returns 0-d tensors to log (not synced to the host here)."""
-        raise NotImplementedError
+        """One optimisation step. Returns 0-d tensors to log (not synced to the host here). A method
+        of one step runs it on the next batch; a method of several (a GAN) says how they follow."""
+        (step,) = self.steps
+        return self.run_step(step, as_batch(next_batch()), progress)
+
+    def run_step(self, name: str, batch: Batch, progress: Progress) -> dict[str, torch.Tensor]:
+        """The declared step `name`, compiled if `compile_steps` was called."""
+        compiled = self._compiled.get(name)
+        if compiled is None:
+            return getattr(self, f"{name}_step")(batch, progress)
+        return compiled(batch, progress)
+
+    def compile_steps(self, backend: str = "inductor") -> None:
+        """Compile each declared step whole (trainer.compile: step). Call once the method is on its
+        device; `backend` other than inductor (aot_eager) is for the tests' quicker equality proofs."""
+        device = next(self.parameters()).device
+        if self.skip_nonfinite:
+            raise ConfigError("trainer.compile=step keeps no host sync inside a step, and "
+                              "trainer.nonfinite=skip needs one per update; use trainer.nonfinite=stop "
+                              "or trainer.compile=modules")
+        if world()[1] > 1:
+            raise ConfigError("trainer.compile=step runs in one process; under torchrun use trainer.compile=modules")
+        self._compiled = {name: CompiledStep(name, getattr(self, f"{name}_step"), self.prepare_compiled_update,
+                                             device, backend) for name in self.steps}
+
+    def prepare_compiled_update(self) -> None:
+        """Before a compiled step: optimizer state made (or kept, on resume) and this step's
+        learning rates copied into the tensors the graph reads."""
+        for name, optimizer in self.optimizers().items():
+            prepare_state(optimizer)
+            lrs = self._lrs.setdefault(name, [torch.zeros((), device=group["params"][0].device)
+                                              for group in optimizer.param_groups])
+            for lr, group in zip(lrs, optimizer.param_groups):
+                lr.fill_(group["lr"])
 
     # ---------------------------------------------------------------- what was learned
     def features(self, x: torch.Tensor, layers: Sequence[str] | None = None, *,
@@ -117,4 +164,4 @@ class Method(nn.Module):
         return None
 
     def compile_networks(self) -> None:
-        """torch.compile the networks that the train step runs (trainer.compile: true)."""
+        """torch.compile the networks that the train step runs (trainer.compile: modules)."""

@@ -15,9 +15,9 @@ import torch
 
 from ssgen.config import MethodConfig, NetConfig, OptimConfig, net
 from ssgen.errors import ConfigError
-from ssgen.methods.base import Method, NextBatch
+from ssgen.methods.base import Method
 from ssgen.registry import ENCODERS, METHODS
-from ssgen.step import DataInfo, Progress, as_batch
+from ssgen.step import Batch, DataInfo, Progress
 from ssgen.tasks.base import (TaskConfig, build_tasks, check_tasks, encode_together, listed_keys,
                               task_losses, tasks_field)
 from ssgen.tasks.rotation import RotationConfig
@@ -56,8 +56,9 @@ class Encoder(Method):
     def optimized(self):
         return {"encoder": ([*self.encoder.parameters(), *self.tasks.parameters()], self.cfg.optim)}
 
-    def train_step(self, next_batch: NextBatch, progress: Progress = Progress()) -> dict[str, torch.Tensor]:
-        batch = as_batch(next_batch())
+    steps = ("encoder",)
+
+    def encoder_step(self, batch: Batch, progress: Progress) -> dict[str, torch.Tensor]:
         inputs = [task.inputs(batch, progress) for task in self.tasks]
         features = encode_together(self.encoder, [x for i in inputs for x in i.images])
         loss, logs = task_losses(self.tasks, features, inputs, progress,

@@ -105,22 +105,32 @@ class GAN(Method):
         """This process's n latents out of the global batch's (identical to one process's draw)."""
         return local_slice(self.noise(n * world()[1]))
 
+    steps = ("d", "g")
+
     def train_step(self, next_batch: NextBatch, progress: Progress = Progress()) -> dict[str, torch.Tensor]:
         logs: dict[str, torch.Tensor] = {}
         for _ in range(self.cfg.n_dis):
             real = as_batch(next_batch())
-            with torch.no_grad():
-                fake = self.G(self.training_noise(len(real.images)))
-            loss, logs = self.d_loss(real, fake, progress)
-            self.optimize("d", loss)
-            for task in self.tasks:
-                task.after_update(self.D, progress)
+            logs = self.run_step("d", real, progress)
+        return {**logs, **self.run_step("g", real, progress)}
+
+    def d_step(self, real: Batch, progress: Progress) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            fake = self.G(self.training_noise(len(real.images)))
+        loss, logs = self.d_loss(real, fake, progress)
+        self.optimize("d", loss)
+        for task in self.tasks:
+            task.after_update(self.D, progress)
+        return logs
+
+    def g_step(self, real: Batch, progress: Progress) -> dict[str, torch.Tensor]:
+        """G's update; `real` gives only the batch size (G's loss sees no real image)."""
         fake = self.G(self.training_noise(len(real.images)))
-        loss, g_logs = self.g_loss(fake, progress)
+        loss, logs = self.g_loss(fake, progress)
         self.optimize("g", loss)
         if self.G_ema is not None:
             self.G_ema.update(self.G, progress)
-        return {**logs, **g_logs}
+        return logs
 
     def task_carrier(self):
         return (self.D, self.tasks) if len(self.tasks) else None

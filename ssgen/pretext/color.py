@@ -24,12 +24,17 @@ AB_BINS = 262       # 10x10 ab cells reachable by in-gamut sRGB colours (see ab_
 L_BINS = 50         # split-brain's L bins, each 2 L units wide
 
 
-def _mix(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+# The conversion matrices as Python numbers, made once: a compiled train step cannot read a
+# float tensor's values into Python (ssgen/compiled.py), and the numbers never change.
+_RGB_TO_NORMALISED_XYZ = (_RGB_TO_XYZ / _WHITE[:, None]).tolist()
+_NORMALISED_XYZ_TO_RGB = (_XYZ_TO_RGB * _WHITE).tolist()
+
+
+def _mix(matrix: list[list[float]], x: torch.Tensor) -> torch.Tensor:
     """3x3 matrix times the channel vector of every pixel. Elementwise on purpose: a matmul
     would run in bf16 under autocast, far too coarse for colour conversion."""
-    m = matrix.tolist()
     c = x.unbind(-3)
-    return torch.stack([r[0] * c[0] + r[1] * c[1] + r[2] * c[2] for r in m], dim=-3)
+    return torch.stack([r[0] * c[0] + r[1] * c[1] + r[2] * c[2] for r in matrix], dim=-3)
 
 
 def _float(x: torch.Tensor) -> torch.Tensor:
@@ -40,7 +45,7 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     """sRGB in [0, 1] -> Lab (L in [0, 100], a and b roughly in [-110, 110])."""
     rgb = _float(rgb).clamp(0.0, 1.0)
     linear = torch.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
-    xyz = _mix(_RGB_TO_XYZ / _WHITE[:, None], linear)
+    xyz = _mix(_RGB_TO_NORMALISED_XYZ, linear)
     # Cube root above the knee, the linear segment below: a finite gradient everywhere.
     f = torch.where(xyz > _DELTA**3, xyz.clamp_min(_DELTA**3) ** (1 / 3), xyz / (3 * _DELTA**2) + 4 / 29)
     fx, fy, fz = f.unbind(-3)
@@ -53,7 +58,7 @@ def lab_to_rgb(lab: torch.Tensor, clamp: bool = True) -> torch.Tensor:
     fy = (L + 16) / 116
     f = torch.stack([fy + a / 500, fy, fy - b / 200], dim=-3)
     xyz = torch.where(f > _DELTA, f**3, 3 * _DELTA**2 * (f - 4 / 29))
-    linear = _mix(_XYZ_TO_RGB * _WHITE, xyz)
+    linear = _mix(_NORMALISED_XYZ_TO_RGB, xyz)
     rgb = torch.where(linear <= 0.0031308, 12.92 * linear,
                       1.055 * linear.clamp_min(0.0031308) ** (1 / 2.4) - 0.055)
     return rgb.clamp(0.0, 1.0) if clamp else rgb

@@ -113,8 +113,11 @@ class Trainer:
             self.log(describe_labelled(self.labelled, train_set.labels, cfg.data.labels))
         self.method = build_method(cfg, self.device)
         self.method.skip_nonfinite = tc.nonfinite == "skip"
-        if tc.compile:
+        if tc.compile == "modules":
             self.method.compile_networks()
+        elif tc.compile == "step":
+            self.method.optimizers()  # the compiled update works on the optimizers' state
+            self.method.compile_steps()
         self.batches = BatchStream(train_set, tc.batch_size, self.device,
                                    flip=cfg.data.flip, seed=cfg.seed, device_resident=cfg.data.device_resident,
                                    rank=self.place.rank, world_size=self.place.world_size,
