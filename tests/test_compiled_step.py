@@ -27,7 +27,7 @@ from ssgen.optim import build_optimizer, compiled_update, prepare_state
 from ssgen.config import OptimConfig
 from ssgen.train.trainer import train
 
-from small_runs import QUICK, TINY, TINY_GAN
+from small_runs import CONFIGS, QUICK, TINY, TINY_GAN
 
 TOLERANCE = dict(rtol=1e-4, atol=1e-5)  # float32 sums taken in another order, over a few steps
 STEPS = 3
@@ -213,6 +213,14 @@ def test_compiled_step_refuses_skip_mode_before_any_compute(tmp_path):
     with pytest.raises(ConfigError, match="trainer.nonfinite=skip needs one per update"):
         train(cfg, progress=False, log=lambda m: None)
 
+
+
+def test_a_method_that_declares_no_steps_is_refused_not_run_eagerly(tmp_path):
+    cfg = load_config(CONFIGS / "supervised_shapes.yaml",
+                      [f"run_dir={tmp_path / 'run'}", "trainer.compile=step", "trainer.steps=1",
+                       "method.encoder.width=8", "data.train_size=64", "data.test_size=32"])
+    with pytest.raises(ConfigError, match="'supervised' declares no steps"):
+        train(cfg, progress=False, log=lambda m: None)
 
 # ---------------------------------------------------------------- inductor: what `ssgen train` runs
 @pytest.mark.slow

@@ -98,6 +98,9 @@ class Method(nn.Module):
         """Compile each declared step whole (trainer.compile: step). Call once the method is on its
         device; `backend` other than inductor (aot_eager) is for the tests' quicker equality proofs."""
         device = next(self.parameters()).device
+        if not self.steps:  # without this, the run would go on eagerly while its config says otherwise
+            raise ConfigError(f"trainer.compile=step: method {self.cfg.name!r} declares no steps to compile whole "
+                              "(Method.steps); use trainer.compile=modules or eager")
         if self.skip_nonfinite:
             raise ConfigError("trainer.compile=step keeps no host sync inside a step, and "
                               "trainer.nonfinite=skip needs one per update; use trainer.nonfinite=stop "
