@@ -48,3 +48,13 @@ def ssgen(monkeypatch, capsys):
         out = capsys.readouterr()
         return code, out.out, out.err
     return run
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny convolutions on a shared CPU: a second thread costs more in contention than it gains.
+    Use with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -17,13 +17,7 @@ SMALL_RESNET = ResNet18Config(width=8)
 SMALL_VIT = ViTConfig(width=32, depth=3, heads=2)  # patch 4: 64 patches at 32 px
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny convolutions on a shared CPU: a second thread costs more in contention than it gains.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def count(module: nn.Module) -> int:

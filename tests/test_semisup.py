@@ -29,12 +29,7 @@ SMALLER = {"meta_pseudo_labels": ["method.teacher_encoder.width=8"], "enaet": ["
            "noisy_student": ["method.rounds=2"]}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---------------------------------------------------------------- losses on known tensors

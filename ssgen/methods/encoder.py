@@ -14,12 +14,10 @@ from dataclasses import dataclass, field
 import torch
 
 from ssgen.config import MethodConfig, NetConfig, OptimConfig, net
-from ssgen.errors import ConfigError
 from ssgen.methods.base import Method
 from ssgen.registry import ENCODERS, METHODS
 from ssgen.step import Batch, DataInfo, Progress
-from ssgen.tasks.base import (TaskConfig, build_tasks, check_tasks, encode_together, listed_keys,
-                              task_losses, tasks_field)
+from ssgen.tasks.base import (TaskConfig, build_tasks, check_tasks_without_generator, encode_together, task_losses, tasks_field)
 from ssgen.tasks.rotation import RotationConfig
 
 
@@ -43,15 +41,7 @@ class Encoder(Method):
 
     @classmethod
     def check_config(cls, cfg) -> None:
-        tasks = cfg.method.tasks
-        if not tasks:
-            raise ConfigError("method.tasks is empty: the encoder method learns from its tasks alone; "
-                              "list at least one, e.g. [{name: rotation}]")
-        keys = listed_keys(len(tasks))
-        for task_cfg, key in zip(tasks, keys):
-            if task_cfg.g_weight is not None:
-                raise ConfigError(f"{key('g_weight')}: the encoder method has no generator; leave it out")
-        check_tasks(tasks, cfg, keys)
+        check_tasks_without_generator(cfg, "the encoder method learns from its tasks alone", "[{name: rotation}]")
 
     def optimized(self):
         return {"encoder": ([*self.encoder.parameters(), *self.tasks.parameters()], self.cfg.optim)}

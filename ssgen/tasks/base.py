@@ -105,6 +105,19 @@ def check_tasks(configs: Sequence[TaskConfig], cfg, keys: Sequence[Callable[[str
         TASKS.get(task_cfg.name, key("name")).check_config(task_cfg, cfg, key)
 
 
+def check_tasks_without_generator(cfg, why: str, example: str) -> None:
+    """check_tasks for a method with no generator (an encoder, a classifier): at least one task,
+    none with a g_weight. `why` says what the tasks are for, `example` a list to try."""
+    tasks = cfg.method.tasks
+    if not tasks:
+        raise ConfigError(f"method.tasks is empty: {why}; list at least one, e.g. {example}")
+    keys = listed_keys(len(tasks))
+    for task_cfg, key in zip(tasks, keys):
+        if task_cfg.g_weight is not None:
+            raise ConfigError(f"{key('g_weight')}: the {cfg.method.name} method has no generator; leave it out")
+    check_tasks(tasks, cfg, keys)
+
+
 def listed_keys(count: int, prefix: str = "method.tasks") -> list[Callable[[str], str]]:
     return [lambda field, i=i: f"{prefix}[{i}].{field}" for i in range(count)]
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ssgen.errors import ConfigError
 from ssgen.methods.semisup.base import Classifier, ClassifierConfig
 from ssgen.registry import METHODS
 from ssgen.step import as_batch
-from ssgen.tasks.base import TaskConfig, build_tasks, check_tasks, encode_together, listed_keys, task_losses, tasks_field
+from ssgen.tasks.base import TaskConfig, build_tasks, check_tasks_without_generator, encode_together, task_losses, tasks_field
 from ssgen.tasks.rotation import RotationConfig
 
 
@@ -38,15 +37,8 @@ class S4L(Classifier):
     @classmethod
     def check_config(cls, cfg) -> None:
         super().check_config(cfg)
-        tasks = cfg.method.tasks
-        if not tasks:
-            raise ConfigError("method.tasks is empty: s4l adds a self-supervised task to the supervised loss; "
-                              "list one, e.g. [{name: rotation, fraction: 1.0}] or [{name: exemplar, mode: batch}]")
-        keys = listed_keys(len(tasks))
-        for task_cfg, key in zip(tasks, keys):
-            if task_cfg.g_weight is not None:
-                raise ConfigError(f"{key('g_weight')}: s4l has no generator; leave it out")
-        check_tasks(tasks, cfg, keys)
+        check_tasks_without_generator(cfg, "s4l adds a self-supervised task to the supervised loss",
+                                      "[{name: rotation, fraction: 1.0}] or [{name: exemplar, mode: batch}]")
 
     def optimized(self):
         return {"classifier": ([*self.net.parameters(), *self.tasks.parameters()], self.cfg.optim)}
