@@ -72,9 +72,15 @@ def setup(device_kind: str) -> Placement:
     return Placement(dist.get_rank(), world_size, local_rank)
 
 
-def teardown() -> None:
+def teardown(wait: bool = True) -> None:
+    """Leave the process group. `wait`: every process reaches here before any destroys it (a
+    process that tore down its gloo pairs while another still had them open aborted at exit,
+    "terminate called without an active exception", now and then after a finished run). Not
+    after an error: the others may never arrive, and torchrun ends them when this one exits."""
     global _control
     if dist.is_initialized():
+        if wait:
+            dist.barrier(group=_control)
         dist.destroy_process_group()
     _control = None
 

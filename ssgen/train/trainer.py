@@ -59,8 +59,10 @@ def train(cfg: Config, resume: bool = False, log=print, progress: bool = True, o
     try:
         if trainer.restore(resume):
             trainer.run()
-    finally:
-        trainer.close()
+    except BaseException:
+        trainer.close(finished=False)
+        raise
+    trainer.close(finished=True)
     if trainer.stopped_by:
         raise Stopped(trainer.stopped_by, trainer.run_dir)
     return trainer.run_dir
@@ -173,14 +175,16 @@ class Trainer:
             self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step + 1 if resume else None)
         return True
 
-    def close(self) -> None:
+    def close(self, finished: bool) -> None:
+        """`finished`: this process ended the run normally (the others too, in step), so the
+        processes wait for each other before leaving the group; after an error they do not."""
         if self.report is not None:
             self.report.close()
         if self.writer is not None:
             self.writer.close()
         if self.lock is not None:
             self.lock.close()  # releases the lock
-        parallel.teardown()
+        parallel.teardown(wait=finished)
 
     # ---------------------------------------------------------------- the loop
     def run(self) -> None:
