@@ -51,6 +51,17 @@ def named_extractor(extractor: str | None, configured: str) -> str:
     return extractor or configured
 
 
+def untrained_like(run, device):
+    """The run's method freshly built from its seed: the random-init floor of probe and finetune
+    (one initialisation for both, so their floors describe the same network)."""
+    import torch
+
+    from ssgen.checkpoint import build_method
+
+    torch.manual_seed(run.cfg.seed)
+    return build_method(run.cfg, device)
+
+
 @click.command()
 @click.argument("checkpoint", type=click.Path())
 @click.option("--data-path", help="Real images to compare with (folder or .zip); default: the run's data.path.")
@@ -122,9 +133,6 @@ def probe(checkpoint, layers, random_init, train_size, test_size, data_path, dat
     A logistic regression is fit on features of a fixed labelled train subset and scored on the
     test split, with a fixed budget (eval.probe.max_iter, eval.probe.l2); with --knn, the kNN
     monitor too, on the same features."""
-    import torch
-
-    from ssgen.checkpoint import build_method
     from ssgen.data import build_dataset, require_labels
     from ssgen.eval.knn import knn_accuracy, knn_protocol
     from ssgen.eval.probe import ProbeData, frozen_features, probe_accuracy
@@ -134,8 +142,7 @@ def probe(checkpoint, layers, random_init, train_size, test_size, data_path, dat
                                                                          ("test_size", test_size)) if v is not None})
     method = run.method
     if random_init:
-        torch.manual_seed(run.cfg.seed)
-        method = build_method(run.cfg, device)
+        method = untrained_like(run, device)
     chosen = method.check_features([name.strip() for name in layers.split(",")] if layers else cfg.layers)
     data = data_config(run.cfg, data_path, data_name)
     holdout = run_holdout(run, data)
@@ -227,7 +234,6 @@ def finetune(checkpoint, labels, layer, steps, batch_size, optimizer, lr, trunk_
     protocol only, so one floor serves every checkpoint of that architecture."""
     import torch
 
-    from ssgen.checkpoint import build_method
     from ssgen.config import OptimConfig
     from ssgen.data import build_dataset, require_labels
     from ssgen.eval.metrics import METRICS_FILE, append_metrics
@@ -243,8 +249,7 @@ def finetune(checkpoint, labels, layer, steps, batch_size, optimizer, lr, trunk_
     log = lambda line: click.echo(line, err=True)  # noqa: E731
     method = run.method
     if random_init:
-        torch.manual_seed(run.cfg.seed)
-        method = build_method(run.cfg, device)
+        method = untrained_like(run, device)
     cfg = FinetuneConfig(layer=feature_layer(method, layer), steps=steps,
                          batch_size=batch_size, trunk_lr_scale=trunk_lr_scale, augment=augment,
                          optim=OptimConfig(name=optimizer, lr=lr, betas=[0.9, 0.999], momentum=momentum,
