@@ -15,7 +15,7 @@ from ssgen.config import Config, DataConfig, OptimConfig, load_config
 from ssgen.data import build_dataset
 from ssgen.errors import CheckpointError, ConfigError
 from ssgen.eval.metrics import read_metrics
-from ssgen.eval.probe import ProbeData, extract_features, probe_accuracy
+from ssgen.eval.probe import ProbeData, extract_features, measure_norm_statistics, probe_accuracy
 from ssgen.finetune import (FinetuneConfig, FineTuner, feature_layer, feature_parameters, linear_stage,
                             load_finetuned, network_accuracy, save_finetuned)
 from ssgen.images import to_float
@@ -23,7 +23,7 @@ from ssgen.methods.base import Method
 from ssgen.step import DataInfo
 from ssgen.train.trainer import train
 
-from small_runs import QUICK, TINY
+from small_runs import CONFIGS, QUICK, TINY
 
 CPU = torch.device("cpu")
 FAST = ["--steps", 2, "--batch-size", 4, "--threads", 1]  # seconds per ssgen finetune
@@ -150,6 +150,32 @@ def test_another_labels_value_chooses_afresh_and_random_init_is_the_floor(ssgen,
     saved = torch.load(run / "finetuned-random-init.pt", weights_only=True)
     counts = torch.bincount(build_dataset(load_run(run, CPU).cfg.data, "train").labels[saved["labelled_rows"]])
     assert counts.tolist() == [2] * 10  # class-balanced
+
+
+def test_the_random_init_floor_of_a_batch_norm_network_is_the_network_training_starts_from():
+    """An untrained ResNet's running statistics are 0 and 1, so in eval mode it is another network
+    than the train-mode one stage 2 trains; measured on the images, the two agree, and the rest of
+    the network is left as it was."""
+    cfg = load_config(CONFIGS / "simclr_shapes.yaml", ["method.encoder.width=8", "data.train_size=64", "data.test_size=16"])
+    from ssgen.checkpoint import build_method
+    torch.manual_seed(0)
+    method = build_method(cfg, CPU)
+    images = build_dataset(cfg.data, "train").images[:64]
+    weights = {name: p.detach().clone() for name, p in method.named_parameters()}
+    method.train()
+    with torch.no_grad():
+        train_mode = method.features(to_float(images), ["encoder"])["encoder"]
+    stale = extract_features(method, images, ["encoder"], 64, CPU)["encoder"]
+    assert not torch.allclose(stale, train_mode, atol=1e-3)  # the mismatch the floor used to carry
+
+    norms = measure_norm_statistics(method, images, ["encoder"], 32, CPU)
+    assert norms > 10 and method.training  # its mode is put back
+    assert all(m.momentum == 0.1 for m in method.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert all(torch.equal(p, weights[name]) for name, p in method.named_parameters())
+    measured = extract_features(method, images, ["encoder"], 64, CPU)["encoder"]
+    # Two batches of 32 average to the statistics of all 64 up to the variance's small-sample terms.
+    assert torch.allclose(measured, train_mode, atol=0.05 * train_mode.abs().max().item())
+    assert (measured - train_mode).abs().mean() < 0.1 * (stale - train_mode).abs().mean()
 
 
 class NoFeatures(Method):

@@ -51,15 +51,19 @@ def named_extractor(extractor: str | None, configured: str) -> str:
     return extractor or configured
 
 
-def untrained_like(run, device):
-    """The run's method freshly built from its seed: the random-init floor of probe and finetune
-    (one initialisation for both, so their floors describe the same network)."""
+def untrained_like(run, device, images, layers, batch_size):
+    """The run's method freshly built from its seed, its batch-norm statistics measured on `images`
+    (uint8, the labelled training images) up to `layers`: the random-init floor of probe and
+    finetune (one initialisation for both, so their floors describe the same network)."""
     import torch
 
     from ssgen.checkpoint import build_method
+    from ssgen.eval.probe import measure_norm_statistics
 
     torch.manual_seed(run.cfg.seed)
-    return build_method(run.cfg, device)
+    method = build_method(run.cfg, device)
+    measure_norm_statistics(method, images, method.check_features(layers), batch_size, device)
+    return method
 
 
 @click.command()
@@ -118,7 +122,8 @@ def fid(checkpoint, data_path, data_name, split, num, extractor, weights, no_ema
 @click.option("--layers", help="Comma-separated feature layers, e.g. penultimate,block2; default: the run's "
                                "eval.probe.layers, else the method's default layer.")
 @click.option("--random-init", is_flag=True,
-              help="Probe an untrained network of the same architecture instead: the floor to compare with.")
+              help="Probe an untrained network of the same architecture instead: the floor to compare with "
+                   "(its batch-norm statistics measured on the training images, as training would see it).")
 @click.option("--train-size", type=click.IntRange(10), help="Labelled training images the classifier is fit on.")
 @click.option("--test-size", type=click.IntRange(10), help="Test images it is scored on.")
 @click.option("--data-path", help="Labelled images (folder or .zip); default: the run's data.path.")
@@ -141,8 +146,6 @@ def probe(checkpoint, layers, random_init, train_size, test_size, data_path, dat
     cfg = dataclasses.replace(run.cfg.eval.probe, **{k: v for k, v in (("train_size", train_size),
                                                                          ("test_size", test_size)) if v is not None})
     method = run.method
-    if random_init:
-        method = untrained_like(run, device)
     chosen = method.check_features([name.strip() for name in layers.split(",")] if layers else cfg.layers)
     data = data_config(run.cfg, data_path, data_name)
     holdout = run_holdout(run, data)
@@ -150,6 +153,8 @@ def probe(checkpoint, layers, random_init, train_size, test_size, data_path, dat
     for images in sets:
         require_labels(images, "a linear probe fits a classifier on class labels")
     data = ProbeData.from_sets(*sets, cfg.train_size, cfg.test_size)
+    if random_init:
+        method = untrained_like(run, device, data.train_images, chosen, cfg.batch_size)
     log = lambda line: click.echo(line, err=True)  # noqa: E731
     train, test = frozen_features(method, data, chosen, cfg.batch_size, device, log)
     log(f"fitting the classifier ({cfg.max_iter} L-BFGS iterations per layer, {len(chosen)} layer(s))")
@@ -248,8 +253,6 @@ def finetune(checkpoint, labels, layer, steps, batch_size, optimizer, lr, trunk_
     run, device = load(checkpoint, device)
     log = lambda line: click.echo(line, err=True)  # noqa: E731
     method = run.method
-    if random_init:
-        method = untrained_like(run, device)
     cfg = FinetuneConfig(layer=feature_layer(method, layer), steps=steps,
                          batch_size=batch_size, trunk_lr_scale=trunk_lr_scale, augment=augment,
                          optim=OptimConfig(name=optimizer, lr=lr, betas=[0.9, 0.999], momentum=momentum,
@@ -271,6 +274,8 @@ def finetune(checkpoint, labels, layer, steps, batch_size, optimizer, lr, trunk_
     test_images, test_labels = test_set.get(torch.arange(len(test_set)))
     data = ProbeData(train_images, train_labels, test_images, test_labels,
                      len(train_set.classes), train_set.name)
+    if random_init:
+        method = untrained_like(run, device, train_images, [cfg.layer], cfg.feature_batch)
     source = "random-init network" if random_init else f"{run.checkpoint} (step {run.step})"
     base = {**data.description("test top-1"), **labels_protocol,
             "init": "random" if random_init else f"{run.checkpoint.absolute()} (step {run.step})"}

@@ -70,6 +70,34 @@ def extract_features(method, images: torch.Tensor, layers: Sequence[str], batch_
             for layer in layers}
 
 
+@torch.no_grad()
+def measure_norm_statistics(method, images: torch.Tensor, layers: Sequence[str], batch_size: int,
+                            device: torch.device) -> int:
+    """Set the running statistics of every batch norm in `method` to their average over uint8
+    `images` (each module's train-mode statistics, every other module in eval mode), passing them
+    through to `layers`; returns how many modules there are. For an untrained network: its running statistics are still the
+    initial 0 and 1, so in eval mode it computes something else than the train-mode network that
+    fine-tuning trains (on shapes a random ResNet-18's stage-2 loss started at 215). Measured, the
+    random-init floor of probe and finetune describes the network training would start from."""
+    norms = [m for m in method.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    was_training = method.training
+    momenta = [norm.momentum for norm in norms]
+    method.eval()
+    try:
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None  # a cumulative average: every batch counts the same
+            norm.train()
+        for chunk in images.split(batch_size) if norms else ():
+            if len(chunk) > 1:  # a batch of one has no batch statistics
+                method.features(to_float(chunk.to(device)), layers)
+    finally:
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
+        method.train(was_training)
+    return len(norms)
+
+
 def frozen_features(method, data: ProbeData, layers: Sequence[str], batch_size: int, device: torch.device,
                     log=None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """({layer: train features}, {layer: test features}) of a probe's images."""
