@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
-# Every self-supervised task at a CPU budget on CIFAR-10 (issues 13 and 14), two groups:
+# Every self-supervised task at a CPU budget on CIFAR-10 (issues 13, 14 and 15), three groups:
 #   gans:     the task on a GAN's discriminator (the forgetting figure: probe of D vs step, FD beside),
 #             the GAN and SS-GAN recipes with small nets (width 32, n_dis 2, batch 32, GAN_STEPS G steps,
 #             default 500), one seed; FD and probe at step 0 (the random-init floor), halfway and at the end;
 #   encoders: the task alone on one encoder (ResNet-18 at width 16, batch 32, ENCODER_STEPS steps, default
-#             300; iBOT: a small ViT), probe and kNN at step 0 (the random-init floor), halfway and at the end.
-# Usage: tools/cifar10_cpu_tasks.sh DATA_DIR [OUT_DIR] [gans|encoders|all]
+#             300; iBOT: a small ViT), probe and kNN at step 0 (the random-init floor), halfway and at the end;
+#   autoencoders: the pretext autoencoders (denoising, context encoder (its adversary too), split-brain,
+#             colorization), encoder and decoder at width AE_WIDTH (default 16), batch 32, ENCODER_STEPS steps,
+#             probe at step 0 (the floor), halfway and at the end: the sources that tools/finetune_runs.sh
+#             fine-tunes beside the encoders and discriminators (AE_WIDTH=32 ENCODER_STEPS=3000: the
+#             budget of the GAN comparison's D in docs/results.md).
+# Usage: tools/cifar10_cpu_tasks.sh DATA_DIR [OUT_DIR] [gans|encoders|autoencoders|all]
 # DATA_DIR holds train.zip and test.zip (python3 ../shared/data/cifar10/unpack.py DATA_DIR).
-# Runs go two at a time, one thread each; ssgen report draws each group at the end.
+# Runs go two at a time (JOBS=N: N), one thread each; ssgen report draws each group at the end.
 set -euo pipefail
 gan_steps=${GAN_STEPS:-500}
 encoder_steps=${ENCODER_STEPS:-300}
-data=${1:?usage: $0 DATA_DIR [OUT_DIR] [gans|encoders|all]}
+ae_width=${AE_WIDTH:-16}
+data=${1:?usage: $0 DATA_DIR [OUT_DIR] [gans|encoders|autoencoders|all]}
 out=${2:-runs/cifar10_cpu}
 group=${3:-all}
+case $group in gans|encoders|autoencoders|all) ;; *) echo "group $group: expected gans, encoders, autoencoders or all" >&2; exit 2 ;; esac
 fd=${FD_EXTRACTOR:-../shared/fd/cifar10-fd-public.pt}
 mkdir -p "$out/gans" "$out/encoders"
 
@@ -62,26 +69,41 @@ encoders=(
   "ibot|rotnet_cifar10|[{name: ibot, prototypes: 1024, hidden: 512, bottleneck: 128}]|vit"
 )
 
+ae_budget=(
+  --set data.name=folder --set "data.path=$data/train.zip"
+  --set method.encoder.width=$ae_width --set method.decoder.width=$ae_width --set trainer.batch_size=32
+  --set trainer.steps=$encoder_steps --set trainer.threads=1 --set trainer.log_every=50
+  --set trainer.sample_every=$((encoder_steps / 2)) --set trainer.checkpoint_every=$((encoder_steps / 2))
+  --set eval.probe.every=$((encoder_steps / 2)) --set eval.probe.train_size=5000 --set eval.probe.test_size=5000
+)
+autoencoders=(
+  "denoising|denoising_cifar10||"
+  "context|context_cifar10||context"
+  "split_brain|split_brain_cifar10||"
+  "colorization|colorization_cifar10||"
+)
+
 run() {  # name config tasks budget-array-name extra outdir
   local name=$1 config=$2 tasks=$3 budget=$4 extra=$5 dir=$6
   local args=(--config "configs/$config.yaml" --set "run_dir=$dir/$name" --no-progress)
   [ -n "$tasks" ] && args+=(--set "method.tasks=$tasks")
   [ "$extra" = vit ] && args+=("${vit[@]}")
+  [ "$extra" = context ] && args+=(--set "method.discriminator.width=$ae_width")  # its adversary, at the same width
   local -n budget_ref=$budget
   ssgen train "${args[@]}" "${budget_ref[@]}" > "$dir/$name.log" 2>&1 || echo "$name failed: see $dir/$name.log"
 }
 
-pairwise() {  # run the jobs two at a time
-  local running=0
+pairwise() {  # run the jobs JOBS at a time (default 2: one a core)
+  local running=0 slots=${JOBS:-2}
   for job in "$@"; do
     eval "$job" &
     running=$((running + 1))
-    if [ $running -eq 2 ]; then wait -n; running=$((running - 1)); fi
+    if [ $running -eq "$slots" ]; then wait -n; running=$((running - 1)); fi
   done
   wait
 }
 
-if [ "$group" != encoders ]; then
+if [ "$group" = gans ] || [ "$group" = all ]; then
   jobs=()
   for entry in "${gans[@]}"; do
     IFS='|' read -r name config tasks <<< "$entry"
@@ -91,7 +113,7 @@ if [ "$group" != encoders ]; then
   pairwise "${jobs[@]}"
   ssgen report "$out/gans" --out "$out/gans-report"
 fi
-if [ "$group" != gans ]; then
+if [ "$group" = encoders ] || [ "$group" = all ]; then
   jobs=()
   for entry in "${encoders[@]}"; do
     IFS='|' read -r name config tasks extra <<< "$entry"
@@ -100,4 +122,15 @@ if [ "$group" != gans ]; then
   done
   pairwise "${jobs[@]}"
   ssgen report "$out/encoders" --out "$out/encoders-report"
+fi
+if [ "$group" = autoencoders ] || [ "$group" = all ]; then
+  mkdir -p "$out/autoencoders"
+  jobs=()
+  for entry in "${autoencoders[@]}"; do
+    IFS='|' read -r name config tasks extra <<< "$entry"
+    [ -f "$out/autoencoders/$name/checkpoints/step-$(printf %08d $encoder_steps).pt" ] && continue
+    jobs+=("run '$name' '$config' '$tasks' ae_budget '$extra' '$out/autoencoders'")
+  done
+  pairwise "${jobs[@]}"
+  ssgen report "$out/autoencoders" --out "$out/autoencoders-report"
 fi

@@ -7,7 +7,7 @@
 #                source), stage 1 the linear probe, stage 2 STAGE2_STEPS (default 500) at batch 64,
 #                head lr 1e-3, pretrained part x0.1, weak augmentation; test top-1 on the 2,000 test images.
 # Finished pieces are skipped, so a cut run continues where it stopped.
-# tools/finetune_table.py OUT_DIR prints the table.
+# The fine-tuning is tools/finetune_runs.sh's; tools/finetune_table.py OUT_DIR prints the table.
 # Usage: tools/finetune_shapes.sh [OUT_DIR] [SOURCE ...]   (SOURCE: a config name, e.g. quick rotnet_shapes)
 set -euo pipefail
 out=${1:-runs/finetune_shapes}
@@ -20,8 +20,6 @@ labels=${LABELS:-0.1}
 stage2=${STAGE2_STEPS:-500}
 mkdir -p "$out"
 
-last_checkpoint() { ls "$1"/checkpoints/step-*.pt 2>/dev/null | sort | tail -n 1; }
-
 for source in "${sources[@]}"; do
   run=$out/pretrained/$source
   steps=$(python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['trainer']['steps'])" "configs/$source.yaml")
@@ -32,16 +30,6 @@ for source in "${sources[@]}"; do
       || { echo "$source: pretraining failed, see $out/$source.train.log"; continue; }
     echo "$source: pretrained $steps steps in $(( $(date +%s) - start )) s"
   fi
-  checkpoint=$(last_checkpoint "$run")
-  for init in pretrained random; do
-    dir=$out/finetuned/$source
-    metric=finetune/full; flag=()
-    [ $init = random ] && { metric=finetune/full_random_init; flag=(--random-init); }
-    grep -q "\"$metric\"" "$dir/metrics.jsonl" 2>/dev/null && continue  # measured already
-    start=$(date +%s)
-    ssgen finetune "$checkpoint" "${flag[@]}" --labels "$labels" --steps "$stage2" --threads 1 --out "$dir" \
-      >> "$out/$source.finetune.log" 2>&1 || { echo "$source ($init): finetune failed, see $out/$source.finetune.log"; continue; }
-    echo "$source ($init): $(grep -h '^stage' "$out/$source.finetune.log" | tail -n 2 | tr '\n' ' ') [$(( $(date +%s) - start )) s]"
-  done
 done
-python3 tools/finetune_table.py "$out"
+LABELS=$labels STAGE2_STEPS=$stage2 tools/finetune_runs.sh "$out" $(for source in "${sources[@]}"; do
+  echo "$source=$out/pretrained/$source"; done)
