@@ -1,5 +1,6 @@
-"""The table of tools/finetune_runs.sh (and finetune_shapes.sh, which calls it): test top-1 after each fine-tuning stage, from each source's
-pretrained network and from its random initialisation, one Markdown row per source.
+"""The table of tools/finetune_runs.sh (and finetune_shapes.sh, which calls it): test top-1 after each
+fine-tuning stage, from each source's pretrained network and from its random initialisation, one
+Markdown row per source.
 
 Usage: python tools/finetune_table.py OUT_DIR   (the folder tools/finetune_runs.sh wrote)
 """
