@@ -24,6 +24,13 @@ class Batch:
         return cls(images, missing, missing.clone())
 
 
+def join_batches(batches: list[Batch]) -> Batch:
+    """One batch of several, rows in order (a single batch as it is)."""
+    if len(batches) == 1:
+        return batches[0]
+    return Batch(*(torch.cat(parts) for parts in zip(*((b.images, b.labels, b.indices) for b in batches))))
+
+
 def as_batch(data: Batch | torch.Tensor) -> Batch:
     """A Batch as is; a bare image tensor as an unlabelled batch (handy in tests and notebooks)."""
     return data if isinstance(data, Batch) else Batch.unlabelled(data)

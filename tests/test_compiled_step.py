@@ -215,12 +215,26 @@ def test_compiled_step_refuses_skip_mode_before_any_compute(tmp_path):
 
 
 
-def test_a_method_that_declares_no_steps_is_refused_not_run_eagerly(tmp_path):
-    cfg = load_config(CONFIGS / "supervised_shapes.yaml",
-                      [f"run_dir={tmp_path / 'run'}", "trainer.compile=step", "trainer.steps=1",
-                       "method.encoder.width=8", "data.train_size=64", "data.test_size=32"])
-    with pytest.raises(ConfigError, match="'supervised' declares no steps"):
-        train(cfg, progress=False, log=lambda m: None)
+def test_a_method_that_declares_no_steps_is_refused_not_run_eagerly():
+    """Every shipped method declares its steps; one that does not (a new method written with its
+    own train_step) is refused with the way out, not run eagerly under a config that says step."""
+    from ssgen.config import Config
+    from ssgen.methods.base import Method
+    from ssgen.methods.semisup.base import Classifier
+    from ssgen.registry import METHODS
+    from ssgen.step import DataInfo
+
+    class OwnTrainStep(Method):
+        def __init__(self):
+            super().__init__(Config().method, DataInfo(resolution=8))
+            self.net = torch.nn.Linear(2, 2)
+
+    with pytest.raises(ConfigError, match="declares no steps to compile whole.*use trainer.compile=modules or eager"):
+        OwnTrainStep().compile_steps()
+    for name in METHODS.names():
+        assert METHODS.get(name).steps, f"method {name!r} declares no steps"
+    assert Classifier.steps == ("classify",)
+
 
 # ---------------------------------------------------------------- inductor: what `ssgen train` runs
 @pytest.mark.slow
@@ -281,3 +295,80 @@ def test_memory_format_is_channels_last_on_the_cpu_unless_set():
     assert not conv_weight().is_contiguous()
     assert conv_weight("trainer.memory_format=contiguous").is_contiguous()
     assert conv_weight("trainer.memory_format=channels_last").is_contiguous(memory_format=torch.channels_last)
+
+
+# ---------------------------------------------------------------- the semi-supervised methods
+SEMI = {"supervised": ["optim"], "pseudo_label": ["optim"], "entmin": ["optim"], "s4l": ["optim"],
+        "enaet": ["optim"], "meta_pseudo_labels": ["optim", "teacher_optim"], "noisy_student": ["optim"],
+        "distill": ["optim"]}
+SEMI_EXTRA = {"meta_pseudo_labels": ["method.teacher_encoder.width=8"], "enaet": ["method.hidden=8"],
+              "noisy_student": ["method.rounds=2"],
+              "pseudo_label": ["method.threshold=0.0"]}  # every pseudo-label counts: the term is not vacuous
+
+
+class Streams:
+    """A labelled and an unlabelled stream of fixed batches (labels 0..9 and -1), each in order."""
+
+    def __init__(self, steps: int, seed: int = 1):
+        from ssgen.step import Batch
+        generator = torch.Generator().manual_seed(seed)
+        images = torch.rand(2, steps, 8, 3, 32, 32, generator=generator) * 2 - 1
+        rows = torch.arange(8)
+        self.labelled_batches = iter([Batch(x, rows % 10, rows) for x in images[0]])
+        self.unlabelled_batches = iter([Batch(x, torch.full((8,), -1), rows + 8) for x in images[1]])
+
+    def labelled(self):
+        return next(self.labelled_batches)
+
+    def __call__(self):
+        return next(self.unlabelled_batches)
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    """A supervised run for distill's teacher, 2 steps of width 8."""
+    run = tmp_path_factory.mktemp("teacher") / "supervised"
+    train(load_config(CONFIGS / "supervised_shapes.yaml",
+                      [f"run_dir={run}", "method.encoder.width=8", "data.train_size=40", "data.test_size=16",
+                       "trainer.batch_size=8", "trainer.steps=2", "trainer.threads=1", "eval.accuracy.every=0",
+                       "eval.probe.every=0"]), progress=False, log=lambda m: None)
+    return run
+
+
+@pytest.mark.parametrize("name", SEMI)
+def test_semi_supervised_steps_compiled_equal_eager(name, teacher):
+    """Each semi-supervised method declares its one step, `classify`, and nothing else to get the
+    compiled path: the same losses, weights and optimizer state as eager after STEPS steps whose
+    ramped weight changes; Noisy Student is compiled once per round (a different network each)."""
+    from ssgen.step import Progress
+    sets = ["method.encoder.width=8", "trainer.batch_size=8", *SEMI_EXTRA.get(name, []),
+            *([f"method.teacher={teacher}"] if name == "distill" else []),
+            *[s.format(f"method.{o}") for o in SEMI[name] for s in SGD]]
+    cfg = load_config(CONFIGS / f"{name}_shapes.yaml", sets)
+    eager, compiled = eager_and_compiled(cfg)
+    assert compiled.steps == ("classify",)
+    torch._dynamo.utils.counters.clear()
+    logs = {}
+    for method in (compiled, eager):
+        torch.manual_seed(5)
+        streams = Streams(STEPS)
+        logs[method] = [{k: v.detach().clone() for k, v in method.train_step(streams, Progress(step, STEPS)).items()}
+                        for step in range(1, STEPS + 1)]
+
+    rounds = STEPS if name == "noisy_student" else 1  # one step a round: rounds 0, 1 and 2
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == rounds
+    assert not torch._dynamo.utils.counters["graph_break"]
+    for step, (a, b) in enumerate(zip(logs[compiled], logs[eager])):
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], **TOLERANCE, msg=f"{key} at step {step + 1}")
+    for (key, a), b in zip(compiled.state_dict().items(), eager.state_dict().values()):
+        torch.testing.assert_close(a, b, **TOLERANCE, msg=key)
+    for name_, optimizer in compiled.optimizers().items():
+        mine, theirs = optimizer.state_dict()["state"], eager.optimizers()[name_].state_dict()["state"]
+        assert mine.keys() == theirs.keys()
+        for index in mine:
+            for key in mine[index]:
+                torch.testing.assert_close(mine[index][key], theirs[index][key], **TOLERANCE, msg=f"{name_} {key}")
+    if name in ("pseudo_label", "entmin", "enaet"):  # the ramp moved: the weight is read anew each step
+        assert float(compiled.ramped_weight) == float(eager.ramped_weight) > 0

@@ -2,11 +2,15 @@
 a linear head), the labelled and unlabelled halves of a step, and the interface the trainer and
 the evaluators use (`classify` for eval.accuracy, `features` for the probe).
 
-A step draws a labelled batch from the labelled subset's own stream (`next_batch.labelled()`) and
-an unlabelled one from the stream of all training images (`next_batch()`, labels -1 outside the
-subset: those images count as unlabelled, as in Oliver et al. 2018). Training images go through
-the method's augmentation preset (`augment`, on top of the stream's flips); the methods that need
-a clean view of an image (a teacher's pseudo-labels) take the stream's images as they come.
+A step takes a labelled batch from the labelled subset's own stream (`next_batch.labelled()`) and,
+in the methods that use them, an unlabelled one from the stream of all training images
+(`next_batch()`, labels -1 outside the subset: those images count as unlabelled, as in Oliver et
+al. 2018). `train_step` draws them on the host (the method's `draws` say which), sets the step's
+schedule values into tensors, and hands the batches joined as one to the declared step
+`classify_step`, which trainer.compile=step compiles whole: it splits them (`parts`), augments,
+and computes and applies the loss. Training images go through the method's augmentation preset
+(`augment`, on top of the stream's flips); the methods that need a clean view of an image (a
+teacher's pseudo-labels) take the stream's images as they come.
 
 Each method is one file beside this one, with its own options (a subclass of ClassifierConfig).
 """
@@ -24,10 +28,11 @@ from ssgen.augment import PRESETS, Augmenter, view_configs
 from ssgen.config import MethodConfig, NetConfig, OptimConfig, net, ranged
 from ssgen.errors import ConfigError, DataError
 from ssgen.losses.classification import cross_entropy_with_accuracy
+from ssgen.losses.semi import linear_ramp
 from ssgen.methods.base import Method, NextBatch
 from ssgen.nets.stochastic_depth import add_stochastic_depth
 from ssgen.registry import ENCODERS
-from ssgen.step import Batch, DataInfo, Progress, as_batch
+from ssgen.step import Batch, DataInfo, Progress, as_batch, join_batches
 from ssgen.tasks.base import augmented_views
 
 NO_AUGMENTATION = "none"
@@ -100,15 +105,25 @@ def eval_logits(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
         net.train(was_training)
 
 
+LABELLED, UNLABELLED = "labelled", "unlabelled"
+
+
 class Classifier(Method):
-    """The supervised baseline's machinery; the methods override `train_step` (and add networks)."""
+    """The supervised baseline's machinery; the methods override `classify_step` and `draws` (and
+    add networks)."""
     Config = ClassifierConfig
+    steps = ("classify",)
 
     def __init__(self, cfg: ClassifierConfig, data: DataInfo):
         super().__init__(cfg, data)
         self.build_networks(cfg)
         self.augmenter = augmenter(cfg.augment, data.resolution)
         self.labels_checked = False  # per session: a host read of the first labelled batch
+        self.part_sizes: tuple[int, ...] = ()  # of the batches this step joined, in `draws` order
+        # The unlabelled loss's weight at this step (`ramp`), set on the host before the step: a
+        # compiled step reads it from this tensor, as it reads its learning rates, instead of being
+        # compiled anew for every value of a Python float.
+        self.register_buffer("ramped_weight", torch.zeros(()), persistent=False)
 
     def build_networks(self, cfg: ClassifierConfig) -> None:
         """The networks that are trained (a method with more overrides it)."""
@@ -146,22 +161,44 @@ class Classifier(Method):
     def optimized(self):
         return {"classifier": (list(self.net.parameters()), self.cfg.optim)}
 
-    # ---------------------------------------------------------------- the halves of a step
-    def augment(self, images: torch.Tensor) -> torch.Tensor:
-        return augmented(self.augmenter, images)
+    # ---------------------------------------------------------------- the parts of a step
+    @property
+    def draws(self) -> tuple[str, ...]:
+        """The batches a step takes, in the order they are drawn: LABELLED and/or UNLABELLED."""
+        return (LABELLED,)
 
-    def labelled(self, next_batch: NextBatch, augment: Callable[[torch.Tensor], torch.Tensor] | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(images augmented by `augment` (default: the method's preset), labels) of a labelled batch."""
-        draw = getattr(next_batch, "labelled", next_batch)  # a bare callable: every image is labelled
-        batch = as_batch(draw())
+    def train_step(self, next_batch: NextBatch, progress: Progress = Progress()) -> dict[str, torch.Tensor]:
+        """Draw this step's batches and set its schedule values (host side), then take the declared step."""
+        self.prepare_step(progress)
+        parts = [self.draw(next_batch, kind) for kind in self.draws]
+        self.part_sizes = tuple(len(part.labels) for part in parts)
+        return self.run_step("classify", join_batches(parts), progress)
+
+    def prepare_step(self, progress: Progress) -> None:
+        """What the step reads that is set on the host: the ramped weight (methods add theirs)."""
+        if isinstance(self.cfg, RampedConfig):
+            self.ramped_weight.fill_(self.cfg.weight * linear_ramp(progress.fraction, self.cfg.ramp_start,
+                                                                   self.cfg.ramp_end))
+
+    def draw(self, next_batch: NextBatch, kind: str) -> Batch:
+        if kind == UNLABELLED:
+            return as_batch(next_batch())
+        batch = as_batch(getattr(next_batch, "labelled", next_batch)())  # a bare callable: all labelled
         if not self.labels_checked:
             self.check_labels(batch)
-        return (augment or self.augment)(batch.images), batch.labels
+        return batch
 
-    def unlabelled(self, next_batch: NextBatch) -> torch.Tensor:
-        """The images of a batch of all training images, as the stream gives them (not augmented)."""
-        return as_batch(next_batch()).images
+    def parts(self, batch: Batch) -> dict[str, Batch]:
+        """{kind: its batch} of the joined batch a step is handed (train_step's `draws`)."""
+        parts, start = {}, 0
+        for kind, size in zip(self.draws, self.part_sizes):
+            parts[kind] = Batch(batch.images[start:start + size], batch.labels[start:start + size],
+                                batch.indices[start:start + size])
+            start += size
+        return parts
+
+    def augment(self, images: torch.Tensor) -> torch.Tensor:
+        return augmented(self.augmenter, images)
 
     def check_labels(self, batch: Batch) -> None:
         labels = batch.labels
@@ -179,13 +216,9 @@ class Classifier(Method):
         self.optimize(optimizer, loss)
         return {**logs, "loss/total": loss.detach()}
 
-    def ramp(self, progress: Progress) -> float:
-        from ssgen.losses.semi import linear_ramp
-        return self.cfg.weight * linear_ramp(progress.fraction, self.cfg.ramp_start, self.cfg.ramp_end)
-
-    def train_step(self, next_batch: NextBatch, progress: Progress = Progress()) -> dict[str, torch.Tensor]:
-        images, labels = self.labelled(next_batch)
-        loss, logs = self.supervised_loss(self.net(images), labels)
+    def classify_step(self, batch: Batch, progress: Progress) -> dict[str, torch.Tensor]:
+        labelled = self.parts(batch)[LABELLED]
+        loss, logs = self.supervised_loss(self.net(self.augment(labelled.images)), labelled.labels)
         return self.update(loss, logs)
 
     def compile_networks(self) -> None:

@@ -24,7 +24,7 @@ from torch import nn
 from ssgen.config import NetConfig, net, path_field, ranged
 from ssgen.errors import CheckpointError, ConfigError
 from ssgen.losses.semi import distillation_loss
-from ssgen.methods.semisup.base import Classifier, ClassifierConfig, eval_logits
+from ssgen.methods.semisup.base import LABELLED, UNLABELLED, Classifier, ClassifierConfig, eval_logits
 from ssgen.registry import ENCODERS, METHODS
 
 FINETUNED_FORMAT = "ssgen-finetuned"
@@ -109,13 +109,20 @@ class Distill(Classifier):
         self.teacher.eval()  # the teacher is frozen: no dropout, batch norm on its running statistics
         return self
 
-    def train_step(self, next_batch, progress):
-        view = self.augment(self.unlabelled(next_batch))
+    @property
+    def draws(self):
+        return (UNLABELLED, LABELLED) if self.cfg.labelled_weight > 0 else (UNLABELLED,)
+
+    def classify_step(self, batch, progress):
+        parts = self.parts(batch)
+        view = self.augment(parts[UNLABELLED].images)
         student_logits = self.net(view)
-        loss = distillation_loss(student_logits, eval_logits(self.teacher, view), self.cfg.temperature)
+        with torch.no_grad():  # the teacher is frozen, and always in eval mode (train() below)
+            teacher_logits = self.teacher(view)
+        loss = distillation_loss(student_logits, teacher_logits, self.cfg.temperature)
         logs = {"loss/distillation": loss.detach()}
         if self.cfg.labelled_weight > 0:
-            images, labels = self.labelled(next_batch)
-            supervised, supervised_logs = self.supervised_loss(self.net(images), labels)
+            labelled = parts[LABELLED]
+            supervised, supervised_logs = self.supervised_loss(self.net(self.augment(labelled.images)), labelled.labels)
             loss, logs = loss + self.cfg.labelled_weight * supervised, {**logs, **supervised_logs}
         return self.update(loss, logs)

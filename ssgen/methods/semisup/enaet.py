@@ -23,7 +23,7 @@ from torch import nn
 from ssgen.config import ranged
 from ssgen.errors import ConfigError
 from ssgen.losses.semi import consistency_kl
-from ssgen.methods.semisup.base import Classifier, RampedConfig
+from ssgen.methods.semisup.base import LABELLED, UNLABELLED, Classifier, RampedConfig
 from ssgen.nets.heads import mlp
 from ssgen.pretext.transformations import PARAMETERS, TRANSFORMATIONS, random_transformation
 from ssgen.registry import METHODS
@@ -65,9 +65,12 @@ class EnAET(Classifier):
     def optimized(self):
         return {"classifier": ([*self.net.parameters(), *self.regressors.parameters()], self.cfg.optim)}
 
-    def train_step(self, next_batch, progress):
-        images, labels = self.labelled(next_batch)
-        unlabelled = self.augment(self.unlabelled(next_batch))
+    draws = (LABELLED, UNLABELLED)
+
+    def classify_step(self, batch, progress):
+        parts = self.parts(batch)
+        images, labels = self.augment(parts[LABELLED].images), parts[LABELLED].labels
+        unlabelled = self.augment(parts[UNLABELLED].images)
         transformed = [random_transformation(kind, unlabelled) for kind in self.cfg.transformations]
         features = encode_together(self.net.encoder, [images, unlabelled, *[t for t, _ in transformed]])
         loss, logs = self.supervised_loss(self.net.logits(features[0]), labels)
@@ -80,4 +83,4 @@ class EnAET(Classifier):
             aet = aet + regression / len(transformed)
             kl = kl + consistency_kl(original_logits, self.net.logits(seen)) / len(transformed)
         logs.update({"loss/aet": aet.detach(), "loss/kl": kl.detach()})
-        return self.update(loss + self.cfg.aet_weight * aet + self.ramp(progress) * kl, logs)
+        return self.update(loss + self.cfg.aet_weight * aet + self.ramped_weight * kl, logs)

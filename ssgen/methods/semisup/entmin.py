@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ssgen.config import ranged
 from ssgen.losses.semi import entropy
-from ssgen.methods.semisup.base import Classifier, RampedConfig
+from ssgen.methods.semisup.base import LABELLED, UNLABELLED, Classifier, RampedConfig
 from ssgen.registry import METHODS
 from ssgen.tasks.base import encode_together
 
@@ -27,11 +27,13 @@ class EntMinConfig(RampedConfig):
 class EntMin(Classifier):
     Config = EntMinConfig
 
-    def train_step(self, next_batch, progress):
-        images, labels = self.labelled(next_batch)
-        unlabelled = self.augment(self.unlabelled(next_batch))
-        features = encode_together(self.net.encoder, [images, unlabelled])
-        loss, logs = self.supervised_loss(self.net.logits(features[0]), labels)
+    draws = (LABELLED, UNLABELLED)
+
+    def classify_step(self, batch, progress):
+        parts = self.parts(batch)
+        labelled, unlabelled = parts[LABELLED], parts[UNLABELLED]
+        features = encode_together(self.net.encoder, [self.augment(labelled.images), self.augment(unlabelled.images)])
+        loss, logs = self.supervised_loss(self.net.logits(features[0]), labelled.labels)
         unlabelled_entropy = entropy(self.net.logits(features[1]))
         logs["loss/entropy"] = unlabelled_entropy.detach()
-        return self.update(loss + self.ramp(progress) * unlabelled_entropy, logs)
+        return self.update(loss + self.ramped_weight * unlabelled_entropy, logs)

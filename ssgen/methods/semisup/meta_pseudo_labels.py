@@ -23,7 +23,7 @@ from torch import nn
 
 from ssgen.config import NetConfig, OptimConfig, net
 from ssgen.losses.semi import mpl_feedback
-from ssgen.methods.semisup.base import Classifier, ClassifierConfig
+from ssgen.methods.semisup.base import LABELLED, UNLABELLED, Classifier, ClassifierConfig
 from ssgen.registry import ENCODERS, METHODS
 from ssgen.tasks.base import encode_together
 
@@ -70,12 +70,14 @@ class MetaPseudoLabels(Classifier):
         return {"student": (list(self.net.parameters()), self.cfg.optim),
                 "teacher": (list(self.teacher.parameters()), self.cfg.teacher_optim)}
 
-    def train_step(self, next_batch, progress):
-        images, labels = self.labelled(next_batch)
-        unlabelled = self.unlabelled(next_batch)
+    draws = (LABELLED, UNLABELLED)
+
+    def classify_step(self, batch, progress):
+        parts = self.parts(batch)
+        labelled, unlabelled = parts[LABELLED], parts[UNLABELLED].images
         teacher_loss, logs = meta_pseudo_label_step(
             self.teacher, self.net, lambda loss: self.optimize("student", loss),
-            images, labels, unlabelled, self.augment(unlabelled))
+            self.augment(labelled.images), labelled.labels, unlabelled, self.augment(unlabelled))
         return self.update(teacher_loss, logs, "teacher")
 
     def compile_networks(self) -> None:

@@ -24,8 +24,8 @@ from torch import nn
 from ssgen.config import ranged
 from ssgen.errors import ConfigError
 from ssgen.losses.semi import soft_cross_entropy
-from ssgen.methods.semisup.base import (Classifier, ClassifierConfig, augmented, augmenter, check_preset,
-                                        check_probability, eval_logits, with_width)
+from ssgen.methods.semisup.base import (LABELLED, UNLABELLED, Classifier, ClassifierConfig, augmented, augmenter,
+                                        check_preset, check_probability, with_width)
 from ssgen.optim import set_learning_rates
 from ssgen.registry import METHODS
 from ssgen.step import Progress
@@ -59,6 +59,7 @@ class NoisyStudent(Classifier):
         self.student_augmenter = augmenter(cfg.student_augment, self.data.resolution)
         # The round in progress: which network is evaluated and probed; checkpointed with the weights.
         self.register_buffer("round", torch.zeros((), dtype=torch.long))
+        self.current_round = 0
 
     @classmethod
     def check_config(cls, cfg) -> None:
@@ -91,24 +92,35 @@ class NoisyStudent(Classifier):
         """The network that pseudo-labels for `round_`'s student: the previous round's student."""
         return self.nets[round_ - 1]
 
+    @property
+    def draws(self):
+        return (LABELLED,) if self.current_round == 0 else (LABELLED, UNLABELLED)
+
     def train_step(self, next_batch, progress):
+        """The round's network trains and every other is in eval mode (the teacher pseudo-labels
+        clean, the next rounds wait); its learning rate follows its own round's schedule."""
         round_, within = self.phase(progress)
+        self.current_round = round_  # a Python int: the step is compiled once per round
         self.round.fill_(round_)
-        name = f"round{round_}"
-        set_learning_rates(self.optimizers()[name], self.cfg.optim, within.step, within.total)
-        student = self.nets[round_]
+        for r, net in enumerate(self.nets):
+            net.train(self.training and r == round_)
+        set_learning_rates(self.optimizers()[f"round{round_}"], self.cfg.optim, within.step, within.total)
+        return super().train_step(next_batch, progress)
+
+    def classify_step(self, batch, progress):
+        round_, parts = self.current_round, self.parts(batch)
+        name, student, labelled = f"round{round_}", self.nets[round_], parts[LABELLED]
         if round_ == 0:
-            images, labels = self.labelled(next_batch)
-            loss, logs = self.supervised_loss(student(images), labels)
+            loss, logs = self.supervised_loss(student(self.augment(labelled.images)), labelled.labels)
             return {**self.update(loss, logs, name), "noisy_student/round": self.round.float()}
-        images, labels = self.labelled(next_batch, self.noised)
-        clean = self.unlabelled(next_batch)
-        teacher = eval_logits(self.teacher_of(round_), clean).float().softmax(1)
+        clean = parts[UNLABELLED].images
+        with torch.no_grad():
+            teacher = self.teacher_of(round_)(clean).float().softmax(1)
         confidence, hard = teacher.max(1)
         targets = teacher if self.cfg.soft else nn.functional.one_hot(hard, teacher.shape[1]).float()
         kept = (confidence >= self.cfg.threshold).float()
-        features = encode_together(student.encoder, [images, self.noised(clean)])
-        loss, logs = self.supervised_loss(student.logits(features[0]), labels)
+        features = encode_together(student.encoder, [self.noised(labelled.images), self.noised(clean)])
+        loss, logs = self.supervised_loss(student.logits(features[0]), labelled.labels)
         pseudo = soft_cross_entropy(student.logits(features[1]), targets * kept[:, None])
         logs.update({"loss/pseudo_label": pseudo.detach(), "noisy_student/kept": kept.mean(),
                      "noisy_student/round": self.round.float()})

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ssgen.config import ranged
 from ssgen.losses.semi import pseudo_label_loss
-from ssgen.methods.semisup.base import Classifier, RampedConfig
+from ssgen.methods.semisup.base import LABELLED, UNLABELLED, Classifier, RampedConfig
 from ssgen.registry import METHODS
 from ssgen.tasks.base import encode_together
 
@@ -28,12 +28,13 @@ class PseudoLabelConfig(RampedConfig):
 class PseudoLabel(Classifier):
     Config = PseudoLabelConfig
 
-    def train_step(self, next_batch, progress):
-        images, labels = self.labelled(next_batch)
-        unlabelled = self.augment(self.unlabelled(next_batch))
-        features = encode_together(self.net.encoder, [images, unlabelled])
-        loss, logs = self.supervised_loss(self.net.logits(features[0]), labels)
+    draws = (LABELLED, UNLABELLED)
+
+    def classify_step(self, batch, progress):
+        parts = self.parts(batch)
+        labelled, unlabelled = parts[LABELLED], parts[UNLABELLED]
+        features = encode_together(self.net.encoder, [self.augment(labelled.images), self.augment(unlabelled.images)])
+        loss, logs = self.supervised_loss(self.net.logits(features[0]), labelled.labels)
         pseudo, kept = pseudo_label_loss(self.net.logits(features[1]), self.cfg.threshold)
-        weight = self.ramp(progress)
         logs.update({"loss/pseudo_label": pseudo.detach(), "pseudo_label/kept": kept})
-        return self.update(loss + weight * pseudo, logs)
+        return self.update(loss + self.ramped_weight * pseudo, logs)

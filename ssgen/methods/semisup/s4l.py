@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ssgen.methods.semisup.base import Classifier, ClassifierConfig
+from ssgen.methods.semisup.base import LABELLED, UNLABELLED, Classifier, ClassifierConfig
 from ssgen.registry import METHODS
-from ssgen.step import as_batch
 from ssgen.tasks.base import TaskConfig, build_tasks, check_tasks_without_generator, encode_together, task_losses, tasks_field
 from ssgen.tasks.rotation import RotationConfig
 
@@ -43,12 +42,15 @@ class S4L(Classifier):
     def optimized(self):
         return {"classifier": ([*self.net.parameters(), *self.tasks.parameters()], self.cfg.optim)}
 
-    def train_step(self, next_batch, progress):
-        images, labels = self.labelled(next_batch)
-        batch = as_batch(next_batch())
-        inputs = [task.inputs(batch, progress) for task in self.tasks]
-        features = encode_together(self.net.encoder, [images, *[x for i in inputs for x in i.images]])
-        loss, logs = self.supervised_loss(self.net.logits(features[0]), labels)
+    draws = (LABELLED, UNLABELLED)
+
+    def classify_step(self, batch, progress):
+        parts = self.parts(batch)
+        labelled = parts[LABELLED]
+        inputs = [task.inputs(parts[UNLABELLED], progress) for task in self.tasks]
+        features = encode_together(self.net.encoder, [self.augment(labelled.images),
+                                                      *[x for i in inputs for x in i.images]])
+        loss, logs = self.supervised_loss(self.net.logits(features[0]), labelled.labels)
         task_loss, task_logs = task_losses(self.tasks, features[1:], inputs, progress,
                                            [task.cfg.d_weight for task in self.tasks], "", "_train")
         self.optimize("classifier", loss + task_loss)
