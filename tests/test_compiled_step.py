@@ -372,3 +372,22 @@ def test_semi_supervised_steps_compiled_equal_eager(name, teacher):
                 torch.testing.assert_close(mine[index][key], theirs[index][key], **TOLERANCE, msg=f"{name_} {key}")
     if name in ("pseudo_label", "entmin", "enaet"):  # the ramp moved: the weight is read anew each step
         assert float(compiled.ramped_weight) == float(eager.ramped_weight) > 0
+
+
+def test_ibot_draws_its_masks_before_the_step_and_compiles_whole():
+    """iBOT's block masks are rejection-sampled in Python: drawn by before_step on the host, into a
+    buffer the step reads, the encoder's step stays one graph and equals eager."""
+    sets = ["method.encoder.width=16", "method.encoder.depth=1", "method.encoder.heads=2", "trainer.batch_size=8",
+            "method.tasks=[{name: ibot, prototypes: 16, hidden: 16, bottleneck: 8}]", *[s.format("method.optim") for s in SGD]]
+    eager, compiled = eager_and_compiled(load_config(CONFIGS / "ibot_shapes.yaml", sets))
+    pool = torch.rand(STEPS, 8, 3, 32, 32) * 2 - 1
+    torch._dynamo.utils.counters.clear()
+    compiled_logs, eager_logs = run_steps(compiled, pool), run_steps(eager, pool)
+    assert not torch._dynamo.utils.counters["graph_break"]
+    (task,) = compiled.tasks
+    assert task.step_masks.shape == (16, 64) and task.step_masks.any()  # 2 global views of 8, 8x8 patches
+    for a, b in zip(compiled_logs, eager_logs):
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], **TOLERANCE, msg=key)
+    for (key, a), b in zip(compiled.state_dict().items(), eager.state_dict().values()):
+        torch.testing.assert_close(a, b, **TOLERANCE, msg=key)

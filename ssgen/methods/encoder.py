@@ -16,7 +16,7 @@ import torch
 from ssgen.config import MethodConfig, NetConfig, OptimConfig, net
 from ssgen.methods.base import Method
 from ssgen.registry import ENCODERS, METHODS
-from ssgen.step import Batch, DataInfo, Progress
+from ssgen.step import Batch, DataInfo, Progress, as_batch
 from ssgen.tasks.base import (TaskConfig, build_tasks, check_tasks_without_generator, encode_together, task_losses, tasks_field)
 from ssgen.tasks.rotation import RotationConfig
 
@@ -47,6 +47,12 @@ class Encoder(Method):
         return {"encoder": ([*self.encoder.parameters(), *self.tasks.parameters()], self.cfg.optim)}
 
     steps = ("encoder",)
+
+    def train_step(self, next_batch, progress: Progress = Progress()) -> dict[str, torch.Tensor]:
+        batch = as_batch(next_batch())
+        for task in self.tasks:
+            task.before_step(batch, progress)
+        return self.run_step("encoder", batch, progress)
 
     def encoder_step(self, batch: Batch, progress: Progress) -> dict[str, torch.Tensor]:
         inputs = [task.inputs(batch, progress) for task in self.tasks]

@@ -70,6 +70,11 @@ class Task(nn.Module):
         if task_cfg.g_weight is not None and task_cfg.g_weight < 0:
             raise ConfigError(f"{key('g_weight')}={task_cfg.g_weight} is out of range; expected >= 0")
 
+    def before_step(self, batch: Batch, progress: Progress) -> None:
+        """Host-side work for the coming step on `batch`, run eagerly just before it: draws that need
+        Python control flow, kept in buffers the step reads, so that the step itself stays one graph
+        (trainer.compile=step). Most tasks have none."""
+
     def inputs(self, batch: Batch, progress: Progress) -> TaskInputs:
         """What to encode for a batch: real images (with labels and dataset rows), or G's fakes
         (an unlabelled batch)."""

@@ -49,6 +49,10 @@ class IBOT(DINO):
         super().__init__(cfg, encoder, data, spectral_norm)
         # Not a submodule: the carrier belongs to the method; this task runs it on masked views.
         self.__dict__["carrier"] = encoder
+        self.grid = data.resolution // encoder.patch_size  # patches a side of a global view
+        # The coming step's masks, drawn on the host before it (before_step): the drawing loops
+        # in Python, which a compiled step cannot hold; copied in place while the shape holds.
+        self.register_buffer("step_masks", torch.zeros(0, 0, dtype=torch.bool), persistent=False)
         self.patch_criterion = IBOTPatchLoss(cfg.prototypes, cfg.student_temp, cfg.patch_teacher_temp,
                                              cfg.warmup_teacher_temp, cfg.warmup_steps, cfg.center_momentum)
 
@@ -57,17 +61,24 @@ class IBOT(DINO):
         # The local views go through the shared pass; the global ones are the task's own.
         return TaskInputs(views[self.global_views:], views[: self.global_views])
 
-    def masks(self, views: list[torch.Tensor]) -> torch.Tensor:
-        """bool [G * B, patches]: block-wise masks on a `mask_probability` share of the views."""
-        grid = views[0].shape[-1] // self.carrier.patch_size
-        n = sum(len(v) for v in views)
-        masks = patch_block_masks(n, grid, *self.cfg.mask_ratio)
+    def masks(self, n: int) -> torch.Tensor:
+        """bool [n, patches] on the CPU: block-wise masks on a `mask_probability` share of n views."""
+        masks = patch_block_masks(n, self.grid, *self.cfg.mask_ratio)
         masked = torch.rand(n) < self.cfg.mask_probability
-        return (masks & masked[:, None]).to(views[0].device)
+        return masks & masked[:, None]
+
+    def before_step(self, batch: Batch, progress: Progress) -> None:
+        masks = self.masks(self.global_views * len(batch.images)).to(self.step_masks.device)
+        if masks.shape == self.step_masks.shape:
+            self.step_masks.copy_(masks)
+        else:
+            self.step_masks = masks
 
     def loss(self, features, inputs, progress):
         global_views = inputs.targets
-        masks = self.masks(global_views)
+        masks = self.step_masks
+        if masks.shape[0] != sum(len(v) for v in global_views):
+            raise RuntimeError("ibot: no masks for this batch; the method calls before_step(batch) before each step")
         tokens = self.carrier.tokens(torch.cat(global_views), masks)           # [G * B, 1 + P, D]
         student_classes = self.head(tokens[:, 0]).chunk(self.global_views)
         student_patches = self.head(tokens[:, 1:])

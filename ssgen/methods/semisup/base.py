@@ -169,12 +169,12 @@ class Classifier(Method):
 
     def train_step(self, next_batch: NextBatch, progress: Progress = Progress()) -> dict[str, torch.Tensor]:
         """Draw this step's batches and set its schedule values (host side), then take the declared step."""
-        self.prepare_step(progress)
         parts = [self.draw(next_batch, kind) for kind in self.draws]
         self.part_sizes = tuple(len(part.labels) for part in parts)
+        self.prepare_step(dict(zip(self.draws, parts)), progress)
         return self.run_step("classify", join_batches(parts), progress)
 
-    def prepare_step(self, progress: Progress) -> None:
+    def prepare_step(self, parts: dict[str, Batch], progress: Progress) -> None:
         """What the step reads that is set on the host: the ramped weight (methods add theirs)."""
         if isinstance(self.cfg, RampedConfig):
             self.ramped_weight.fill_(self.cfg.weight * linear_ramp(progress.fraction, self.cfg.ramp_start,

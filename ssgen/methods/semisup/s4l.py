@@ -44,6 +44,11 @@ class S4L(Classifier):
 
     draws = (LABELLED, UNLABELLED)
 
+    def prepare_step(self, parts, progress):
+        super().prepare_step(parts, progress)
+        for task in self.tasks:
+            task.before_step(parts[UNLABELLED], progress)
+
     def classify_step(self, batch, progress):
         parts = self.parts(batch)
         labelled = parts[LABELLED]
