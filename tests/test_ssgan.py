@@ -45,6 +45,39 @@ def test_losses_add_the_weighted_rotation_terms():
     assert 0.0 <= float(d_logs["rotation/acc_real"]) <= 1.0
 
 
+@pytest.mark.parametrize("fraction", [0.25, 1.0])
+def test_the_0_degree_rotations_reuse_the_batch_features_and_give_the_same_losses(fraction):
+    """A rotation by 0 degrees is the image itself, which D encodes anyway: D encodes each image
+    once, and the rotation losses and their gradients are those of encoding all four rotations."""
+    from ssgen.losses.adversarial import d_adversarial_loss
+    from ssgen.losses.classification import cross_entropy_with_accuracy
+    from ssgen.pretext.rotation import rotate4
+    ss = tiny("ssgan", f"method.rotation_fraction={fraction}").eval()
+    real, fake = torch.randn(8, 3, 32, 32), torch.randn(8, 3, 32, 32)
+    n = round(8 * fraction)
+    rows = []
+    hook = ss.D.register_forward_hook(lambda module, args, out: rows.append(len(args[0])))
+    d_loss, d_logs = ss.d_loss(real, fake)
+    g_loss, g_logs = ss.g_loss(fake)
+    hook.remove()
+    assert rows == [8 + 8 + 3 * n, 8 + 3 * n]  # not 4 * n: the 0-degree views are the batch's rows
+
+    (task,) = ss.tasks
+    for images, logged in ((real, d_logs["loss/d_rotation"]), (fake, g_logs["loss/g_rotation"])):
+        rotated, labels = rotate4(images[:n])
+        expected, _ = cross_entropy_with_accuracy(task.head(ss.D(rotated)), labels)
+        torch.testing.assert_close(logged, expected.detach(), rtol=1e-5, atol=1e-6)
+    # D's gradient: the reused features carry the rotation term's share as well as the critic's.
+    weights = list(ss.D.parameters())
+    reused = torch.autograd.grad(ss.d_loss(real, fake)[0], weights)
+    rotated, labels = rotate4(real[:n])
+    logits = ss.D.critic(ss.D(torch.cat([real, fake]))).squeeze(1)
+    rotation, _ = cross_entropy_with_accuracy(task.head(ss.D(rotated)), labels)
+    by_hand = d_adversarial_loss(*logits.chunk(2), ss.cfg.loss) + task.cfg.d_weight * rotation
+    for a, b in zip(reused, torch.autograd.grad(by_hand, weights)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_a_few_steps_lower_the_rotation_loss():
     ss = tiny("ssgan", "method.n_dis=1", "method.rotation_fraction=1.0", "method.d_optim.lr=1e-3")
     batch = shapes_batch(16)

@@ -23,8 +23,8 @@ from ssgen.nets.momentum import MomentumCopy
 from ssgen.parallel import local_slice, near_equal_sizes, world
 from ssgen.registry import DISCRIMINATORS, GENERATORS, METHODS
 from ssgen.step import Batch, DataInfo, Progress, as_batch
-from ssgen.tasks.base import (TaskConfig, build_tasks, check_tasks, encode_together, listed_keys,
-                              task_losses, tasks_field)
+from ssgen.tasks.base import (TaskConfig, build_tasks, check_tasks, encode_together, listed_keys, reused_views,
+                              task_losses, tasks_field, with_reused_features)
 
 
 @dataclass
@@ -72,26 +72,26 @@ class GAN(Method):
         real_batch = as_batch(real)
         real = real_batch.images
         inputs = [task.inputs(real_batch, progress) for task in self.tasks]
-        features = encode_together(self.D, [real, fake, *(x for i in inputs for x in i.images)])
+        features = encode_together(self.D, [real, fake, *reused_views(inputs)])
         real_logits, fake_logits = self.D.critic(torch.cat(features[:2])).squeeze(1).chunk(2)
         gan_loss = d_adversarial_loss(real_logits, fake_logits, self.cfg.loss)
         logs = {"d/real_logit": real_logits.detach().mean(), "d/fake_logit": fake_logits.detach().mean()}
         if not self.tasks:
             return gan_loss, {"loss/d": gan_loss.detach(), **logs}
-        task_loss, task_logs = task_losses(self.tasks, features[2:], inputs, progress,
-                                           [task.cfg.d_weight for task in self.tasks], "d_", "_real")
+        task_loss, task_logs = task_losses(self.tasks, with_reused_features(features[2:], inputs, features[0]),
+                                           inputs, progress, [task.cfg.d_weight for task in self.tasks], "d_", "_real")
         loss = gan_loss + task_loss
         return loss, {**task_logs, "loss/d_gan": gan_loss.detach(), **logs, "loss/d": loss.detach()}
 
     def g_loss(self, fake: torch.Tensor, progress: Progress = Progress()) -> tuple[torch.Tensor, dict]:
         tasks = [task for task in self.tasks if task.g_weight > 0]
         inputs = [task.inputs(Batch.unlabelled(fake), progress) for task in tasks]
-        features = encode_together(self.D, [fake, *(x for i in inputs for x in i.images)])
+        features = encode_together(self.D, [fake, *reused_views(inputs)])
         gan_loss = g_adversarial_loss(self.D.critic(features[0]).squeeze(1), self.cfg.loss)
         if not tasks:
             return gan_loss, {"loss/g": gan_loss.detach()}
-        task_loss, task_logs = task_losses(tasks, features[1:], inputs, progress,
-                                           [task.g_weight for task in tasks], "g_", "_fake")
+        task_loss, task_logs = task_losses(tasks, with_reused_features(features[1:], inputs, features[0]),
+                                           inputs, progress, [task.g_weight for task in tasks], "g_", "_fake")
         loss = gan_loss + task_loss
         return loss, {"loss/g": loss.detach(), "loss/g_gan": gan_loss.detach(), **task_logs}
 

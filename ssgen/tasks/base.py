@@ -40,6 +40,10 @@ class TaskInputs:
     """What a task asks the carrying network to encode, and what it keeps to score the result."""
     images: list[torch.Tensor]  # batches to encode with gradients; same-shaped ones share one pass
     targets: Any = None         # labels, or whatever the loss needs beside the features
+    # The first `from_batch` rows of images[0] are the batch's own first images, unchanged (a
+    # rotation by 0 degrees): a method that encodes the batch in the same pass reuses their
+    # features (reused_views, with_reused_features) instead of encoding them twice.
+    from_batch: int = 0
 
 
 class Task(nn.Module):
@@ -150,6 +154,25 @@ def encode_together(encoder: nn.Module, batches: Sequence[torch.Tensor]) -> list
         for i, part in zip(indices, encoded.split([len(batches[i]) for i in indices])):
             features[i] = part
     return features
+
+
+def reused_views(inputs: Sequence[TaskInputs]) -> list[torch.Tensor]:
+    """The tasks' views to encode beside a batch that is encoded too: each without the rows that
+    are the batch's own images (`from_batch`). SS-GAN's D saves a quarter of its rotation views."""
+    return [view[task.from_batch:] if k == 0 else view for task in inputs for k, view in enumerate(task.images)]
+
+
+def with_reused_features(features: Sequence[torch.Tensor], inputs: Sequence[TaskInputs],
+                         batch_features: torch.Tensor) -> list[torch.Tensor]:
+    """The features of reused_views(inputs), with the batch's own rows put back in front: each
+    task gets the features of the views it asked for."""
+    complete, position = [], 0
+    for task in inputs:
+        for k in range(len(task.images)):
+            part = features[position]
+            position += 1
+            complete.append(torch.cat([batch_features[:task.from_batch], part]) if k == 0 and task.from_batch else part)
+    return complete
 
 
 def task_losses(tasks: Sequence[Task], features: list[torch.Tensor], inputs: list[TaskInputs],

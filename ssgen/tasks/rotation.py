@@ -60,8 +60,8 @@ class Rotation(Task):
         return self.inputs_for(images[: round(images.shape[0] * self.cfg.fraction)])
 
     def inputs_for(self, images: torch.Tensor) -> TaskInputs:
-        rotated, labels = rotate4(images)
-        return TaskInputs([rotated], labels)
+        rotated, labels = rotate4(images)  # grouped by angle: the first len(images) rows are images
+        return TaskInputs([rotated], labels, from_batch=len(images))
 
     def loss(self, features, inputs, progress):
         loss, accuracy = cross_entropy_with_accuracy(self.head(features[0]), inputs.targets)
