@@ -2,13 +2,14 @@
 fine-tuning stage, from each source's pretrained network and from its random initialisation, one
 Markdown row per source.
 
-Usage: python tools/finetune_table.py OUT_DIR   (the folder tools/finetune_runs.sh wrote)
+Usage: python tools/finetune_table.py OUT_DIR [--plot FILE.png]   (OUT_DIR: what tools/finetune_runs.sh wrote)
+  --plot  also a bar chart: each source's two stages, its random-init floor's two stages as ticks
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 import yaml
@@ -56,7 +57,40 @@ def table(out: Path) -> list[str]:
     return rows
 
 
+def sources(out: Path) -> list[tuple[str, dict[str, float]]]:
+    return [(f.parent.name, latest_figures(f)[0]) for f in sorted((out / "finetuned").glob("*/metrics.jsonl"))]
+
+
+def plot(out: Path, path: Path) -> None:
+    """Grouped bars (stage 1, stage 2) per source; the floor's two stages as black ticks on them."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sources(out)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(rows)), 4.0))
+    for offset, (stage, floor, label) in enumerate((("finetune/linear", "finetune/linear_random_init", "stage 1: linear"),
+                                                    ("finetune/full", "finetune/full_random_init", "stage 2: fine-tuned"))):
+        xs = [i + (offset - 0.5) * 0.38 for i in range(len(rows))]
+        ax.bar(xs, [100 * f.get(stage, 0.0) for _, f in rows], width=0.36, label=label, color=f"C{offset}")
+        ax.scatter(xs, [100 * f[floor] if floor in f else float("nan") for _, f in rows], marker="_", s=200,
+                   color="black", zorder=3, label="random init, same stage" if offset else None)
+    ax.set_xticks(range(len(rows)), [name for name, _ in rows], rotation=45, ha="right")
+    ax.set_ylabel("test top-1 (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize="small", loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    print("\n".join(table(Path(sys.argv[1]))))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--plot", type=Path)
+    args = parser.parse_args()
+    print("\n".join(table(args.out)))
+    if args.plot:
+        plot(args.out, args.plot)
+        print(f"plot: {args.plot}")
