@@ -74,8 +74,8 @@ def test_the_0_degree_rotations_reuse_the_batch_features_and_give_the_same_losse
     logits = ss.D.critic(ss.D(torch.cat([real, fake]))).squeeze(1)
     rotation, _ = cross_entropy_with_accuracy(task.head(ss.D(rotated)), labels)
     by_hand = d_adversarial_loss(*logits.chunk(2), ss.cfg.loss) + task.cfg.d_weight * rotation
-    for a, b in zip(reused, torch.autograd.grad(by_hand, weights)):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    for a, b in zip(reused, torch.autograd.grad(by_hand, weights)):  # sums in another order: round-off
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
 
 
 def test_a_few_steps_lower_the_rotation_loss():
