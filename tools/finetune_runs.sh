@@ -6,6 +6,9 @@
 #   augmentation, one thread; test top-1 on the run's whole test split.
 # Each SOURCE is NAME=RUN_DIR; the results go to OUT_DIR/finetuned/NAME, and OUT_DIR/pretrained/NAME
 # names the run (a link), which tools/finetune_table.py OUT_DIR reads to print the table.
+# One floor serves sources of the same network: where an earlier source has the same method, network
+# config, seed and data (the encoder method's trunk is built before its tasks' heads, from the seed),
+# its floor is not measured again but named in OUT_DIR/shared_floors.txt, which the table reads.
 # Finished pieces are skipped, so a cut run continues where it stopped.
 # Usage: [LABELS=..] [STAGE2_STEPS=..] tools/finetune_runs.sh OUT_DIR NAME=RUN_DIR ...
 set -euo pipefail
@@ -23,7 +26,14 @@ for source in "$@"; do
   link=$out/pretrained/$name
   [ "$(realpath "$link" 2>/dev/null)" = "$(realpath "$run")" ] || ln -sfn "$(realpath "$run")" "$link"
   dir=$out/finetuned/$name
+  key=$(python3 -c "import json, sys, yaml; c = yaml.safe_load(open(sys.argv[1])); m = c['method']
+print(json.dumps([m['name'], m.get('encoder'), m.get('discriminator'), c['seed'], c['data']], sort_keys=True))" "$run/config.yaml")
+  same=$(grep -F -x -- "$key" "$out/floor_keys.txt" -B1 2>/dev/null | head -n 1 || true)
   for init in pretrained random; do
+    if [ $init = random ] && [ -n "$same" ] && [ "$same" != "$name" ]; then
+      grep -q "^$name " "$out/shared_floors.txt" 2>/dev/null || echo "$name $same" >> "$out/shared_floors.txt"
+      echo "$name (random): the floor of $same (the same network)"; continue
+    fi
     metric=finetune/full; flag=()
     [ $init = random ] && { metric=finetune/full_random_init; flag=(--random-init); }
     grep -q "\"$metric\"" "$dir/metrics.jsonl" 2>/dev/null && continue  # measured already
@@ -32,5 +42,6 @@ for source in "$@"; do
       >> "$out/$name.finetune.log" 2>&1 || { echo "$name ($init): finetune failed, see $out/$name.finetune.log"; continue; }
     echo "$name ($init): $(grep -h '^stage' "$out/$name.finetune.log" | tail -n 2 | tr '\n' ' ') [$(( $(date +%s) - start )) s]"
   done
+  [ -n "$same" ] || printf '%s\n%s\n' "$name" "$key" >> "$out/floor_keys.txt"
 done
 python3 tools/finetune_table.py "$out"

@@ -40,25 +40,39 @@ def describe_source(pretrained: Path) -> str:
     return f"{what}; {net.get('name', '?')} width {net.get('width', '?')}, {config['trainer']['steps']} steps"
 
 
+FLOORS = ("finetune/linear_random_init", "finetune/full_random_init")
+
+
+def shared_floors(out: Path) -> dict[str, str]:
+    """{source: the source whose floor it shares} (tools/finetune_runs.sh: the same network)."""
+    path = out / "shared_floors.txt"
+    return dict(line.split() for line in path.read_text().splitlines() if line.strip()) if path.exists() else {}
+
+
+def sources(out: Path) -> list[tuple[str, dict[str, float]]]:
+    """(source, its figures), a shared floor's figures filled in from the source that measured it."""
+    figures = {f.parent.name: latest_figures(f)[0] for f in sorted((out / "finetuned").glob("*/metrics.jsonl"))}
+    for name, other in shared_floors(out).items():
+        if name in figures and other in figures:
+            figures[name].update({k: figures[other][k] for k in FLOORS if k in figures[other]})
+    return list(figures.items())
+
+
 def table(out: Path) -> list[str]:
     rows = ["| source | network | stage 1 linear | stage 2 fine-tuned | random init: linear | random init: fine-tuned |",
             "|---|---|---|---|---|---|"]
-    protocol = {}
+    protocol, shared = {}, shared_floors(out)
     for metrics_file in sorted((out / "finetuned").glob("*/metrics.jsonl")):
-        source = metrics_file.parent.name
-        figures, source_protocol = latest_figures(metrics_file)
-        protocol = source_protocol or protocol
-        cells = [f"{100 * figures[k]:.1f}" if k in figures else "-" for k in COLUMNS]
+        protocol = latest_figures(metrics_file)[1] or protocol
+    for source, figures in sources(out):
+        cells = [f"{100 * figures[k]:.1f}" + (f" (= {shared[source]})" if k in FLOORS and source in shared else "")
+                 if k in figures else "-" for k in COLUMNS]
         rows.append(f"| {source} | {describe_source(out / 'pretrained' / source)} | " + " | ".join(cells) + " |")
     if protocol:
         keep = ("dataset", "labels", "labelled_images", "test_size", "stage1", "stage2_steps", "batch_size",
                 "optimizer", "lr_head", "lr_trunk", "schedule", "augment", "labelled_rows_sha256")
         rows += ["", "Protocol: " + ", ".join(f"{k}={protocol[k]}" for k in keep if k in protocol)]
     return rows
-
-
-def sources(out: Path) -> list[tuple[str, dict[str, float]]]:
-    return [(f.parent.name, latest_figures(f)[0]) for f in sorted((out / "finetuned").glob("*/metrics.jsonl"))]
 
 
 def plot(out: Path, path: Path) -> None:
