@@ -22,7 +22,6 @@ out=${2:-runs/cifar10_cpu}
 group=${3:-all}
 case $group in gans|encoders|autoencoders|all) ;; *) echo "group $group: expected gans, encoders, autoencoders or all" >&2; exit 2 ;; esac
 fd=${FD_EXTRACTOR:-../shared/fd/cifar10-fd-public.pt}
-mkdir -p "$out/gans" "$out/encoders"
 
 gan_budget=(
   --set data.name=folder --set "data.path=$data/train.zip"
@@ -103,34 +102,24 @@ pairwise() {  # run the jobs JOBS at a time (default 2: one a core)
   wait
 }
 
-if [ "$group" = gans ] || [ "$group" = all ]; then
-  jobs=()
-  for entry in "${gans[@]}"; do
-    IFS='|' read -r name config tasks <<< "$entry"
-    [ -f "$out/gans/$name/checkpoints/step-$(printf %08d $gan_steps).pt" ] && continue  # done already
-    jobs+=("run '$name' '$config' '$tasks' gan_budget '' '$out/gans'")
-  done
-  pairwise "${jobs[@]}"
-  ssgen report "$out/gans" --out "$out/gans-report"
-fi
-if [ "$group" = encoders ] || [ "$group" = all ]; then
-  jobs=()
-  for entry in "${encoders[@]}"; do
+run_group() {  # group entries-array-name budget-array-name steps: the group's unfinished runs, then its report
+  local group_name=$1 steps=$4 jobs=() entry name config tasks extra
+  local -n entries=$2
+  mkdir -p "$out/$group_name"
+  for entry in "${entries[@]}"; do
     IFS='|' read -r name config tasks extra <<< "$entry"
-    [ -f "$out/encoders/$name/checkpoints/step-$(printf %08d $encoder_steps).pt" ] && continue
-    jobs+=("run '$name' '$config' '$tasks' enc_budget '$extra' '$out/encoders'")
+    [ -f "$out/$group_name/$name/checkpoints/step-$(printf %08d "$steps").pt" ] && continue  # done already
+    jobs+=("run '$name' '$config' '$tasks' $3 '$extra' '$out/$group_name'")
   done
   pairwise "${jobs[@]}"
-  ssgen report "$out/encoders" --out "$out/encoders-report"
-fi
-if [ "$group" = autoencoders ] || [ "$group" = all ]; then
-  mkdir -p "$out/autoencoders"
-  jobs=()
-  for entry in "${autoencoders[@]}"; do
-    IFS='|' read -r name config tasks extra <<< "$entry"
-    [ -f "$out/autoencoders/$name/checkpoints/step-$(printf %08d $encoder_steps).pt" ] && continue
-    jobs+=("run '$name' '$config' '$tasks' ae_budget '$extra' '$out/autoencoders'")
-  done
-  pairwise "${jobs[@]}"
-  ssgen report "$out/autoencoders" --out "$out/autoencoders-report"
-fi
+  ssgen report "$out/$group_name" --out "$out/$group_name-report"
+}
+
+for each in gans encoders autoencoders; do
+  [ "$group" = "$each" ] || [ "$group" = all ] || continue
+  case $each in
+    gans) run_group gans gans gan_budget "$gan_steps" ;;
+    encoders) run_group encoders encoders enc_budget "$encoder_steps" ;;
+    autoencoders) run_group autoencoders autoencoders ae_budget "$encoder_steps" ;;
+  esac
+done

@@ -33,7 +33,7 @@ from ssgen.methods.base import Method, NextBatch
 from ssgen.nets.stochastic_depth import add_stochastic_depth
 from ssgen.registry import ENCODERS
 from ssgen.step import Batch, DataInfo, Progress, as_batch, join_batches
-from ssgen.tasks.base import augmented_views
+from ssgen.tasks.base import augmented_views, encode_together
 
 NO_AUGMENTATION = "none"
 
@@ -215,6 +215,15 @@ class Classifier(Method):
     def update(self, loss: torch.Tensor, logs: dict, optimizer: str = "classifier") -> dict[str, torch.Tensor]:
         self.optimize(optimizer, loss)
         return {**logs, "loss/total": loss.detach()}
+
+    def supervised_and_unlabelled(self, batch: Batch) -> tuple[torch.Tensor, dict, torch.Tensor]:
+        """(the supervised loss, its logs, the unlabelled logits) of a step's two batches, both
+        augmented, in one pass of the encoder: what a method with an unlabelled term starts from."""
+        parts = self.parts(batch)
+        labelled, unlabelled = parts[LABELLED], parts[UNLABELLED]
+        features = encode_together(self.net.encoder, [self.augment(labelled.images), self.augment(unlabelled.images)])
+        loss, logs = self.supervised_loss(self.net.logits(features[0]), labelled.labels)
+        return loss, logs, self.net.logits(features[1])
 
     def classify_step(self, batch: Batch, progress: Progress) -> dict[str, torch.Tensor]:
         labelled = self.parts(batch)[LABELLED]

@@ -14,7 +14,6 @@ from ssgen.config import ranged
 from ssgen.losses.semi import entropy
 from ssgen.methods.semisup.base import LABELLED, UNLABELLED, Classifier, RampedConfig
 from ssgen.registry import METHODS
-from ssgen.tasks.base import encode_together
 
 
 @dataclass
@@ -30,10 +29,7 @@ class EntMin(Classifier):
     draws = (LABELLED, UNLABELLED)
 
     def classify_step(self, batch, progress):
-        parts = self.parts(batch)
-        labelled, unlabelled = parts[LABELLED], parts[UNLABELLED]
-        features = encode_together(self.net.encoder, [self.augment(labelled.images), self.augment(unlabelled.images)])
-        loss, logs = self.supervised_loss(self.net.logits(features[0]), labelled.labels)
-        unlabelled_entropy = entropy(self.net.logits(features[1]))
+        loss, logs, unlabelled_logits = self.supervised_and_unlabelled(batch)
+        unlabelled_entropy = entropy(unlabelled_logits)
         logs["loss/entropy"] = unlabelled_entropy.detach()
         return self.update(loss + self.ramped_weight * unlabelled_entropy, logs)

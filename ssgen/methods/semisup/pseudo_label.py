@@ -15,7 +15,6 @@ from ssgen.config import ranged
 from ssgen.losses.semi import pseudo_label_loss
 from ssgen.methods.semisup.base import LABELLED, UNLABELLED, Classifier, RampedConfig
 from ssgen.registry import METHODS
-from ssgen.tasks.base import encode_together
 
 
 @dataclass
@@ -31,10 +30,7 @@ class PseudoLabel(Classifier):
     draws = (LABELLED, UNLABELLED)
 
     def classify_step(self, batch, progress):
-        parts = self.parts(batch)
-        labelled, unlabelled = parts[LABELLED], parts[UNLABELLED]
-        features = encode_together(self.net.encoder, [self.augment(labelled.images), self.augment(unlabelled.images)])
-        loss, logs = self.supervised_loss(self.net.logits(features[0]), labelled.labels)
-        pseudo, kept = pseudo_label_loss(self.net.logits(features[1]), self.cfg.threshold)
+        loss, logs, unlabelled_logits = self.supervised_and_unlabelled(batch)
+        pseudo, kept = pseudo_label_loss(unlabelled_logits, self.cfg.threshold)
         logs.update({"loss/pseudo_label": pseudo.detach(), "pseudo_label/kept": kept})
         return self.update(loss + self.ramped_weight * pseudo, logs)
