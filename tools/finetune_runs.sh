@@ -28,7 +28,7 @@ for source in "$@"; do
   dir=$out/finetuned/$name
   key=$(python3 -c "import json, sys, yaml; c = yaml.safe_load(open(sys.argv[1])); m = c['method']
 print(json.dumps([m['name'], m.get('encoder'), m.get('discriminator'), c['seed'], c['data']], sort_keys=True))" "$run/config.yaml")
-  same=$(grep -F -x -- "$key" "$out/floor_keys.txt" -B1 2>/dev/null | head -n 1 || true)
+  same=$(grep -F -x -B1 -- "$key" "$out/floor_keys.txt" 2>/dev/null | head -n 1 || true)
   for init in pretrained random; do
     if [ $init = random ] && [ -n "$same" ] && [ "$same" != "$name" ]; then
       grep -q "^$name " "$out/shared_floors.txt" 2>/dev/null || echo "$name $same" >> "$out/shared_floors.txt"
