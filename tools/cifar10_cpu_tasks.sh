@@ -84,12 +84,14 @@ autoencoders=(
 
 run() {  # name config tasks budget-array-name extra outdir
   local name=$1 config=$2 tasks=$3 budget=$4 extra=$5 dir=$6
-  local args=(--config "configs/$config.yaml" --set "run_dir=$dir/$name" --no-progress)
+  local -n budget_ref=$budget
+  local args=(--config "configs/$config.yaml" --set "run_dir=$dir/$name" --no-progress "${budget_ref[@]}")
   [ -n "$tasks" ] && args+=(--set "method.tasks=$tasks")
+  # After the budget, which sets the ResNet's width: a later --set wins (until 2026-12-05 the
+  # budget came last and the ViT ran at width 16, not 128).
   [ "$extra" = vit ] && args+=("${vit[@]}")
   [ "$extra" = context ] && args+=(--set "method.discriminator.width=$ae_width")  # its adversary, at the same width
-  local -n budget_ref=$budget
-  ssgen train "${args[@]}" "${budget_ref[@]}" > "$dir/$name.log" 2>&1 || echo "$name failed: see $dir/$name.log"
+  ssgen train "${args[@]}" > "$dir/$name.log" 2>&1 || echo "$name failed: see $dir/$name.log"
 }
 
 pairwise() {  # run the jobs JOBS at a time (default 2: one a core)
