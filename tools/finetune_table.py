@@ -91,7 +91,8 @@ def plot(out: Path, path: Path) -> None:
                    color="black", zorder=3, label="random init, same stage" if offset else None)
     ax.set_xticks(range(len(rows)), [name for name, _ in rows], rotation=45, ha="right")
     ax.set_ylabel("test top-1 (%)")
-    ax.set_ylim(0, 100)
+    top = max([100 * v for _, f in rows for v in f.values()] or [100.0])
+    ax.set_ylim(0, min(100, 10 * (int(top * 1.15) // 10 + 1)))  # room for the legend, the bars' differences visible
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize="small", loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
     fig.tight_layout()
