@@ -3,7 +3,6 @@
 the saved network loads back, and bad inputs are one-line errors."""
 
 import copy
-import json
 
 import pytest
 import torch
@@ -11,7 +10,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ssgen.checkpoint import LABELLED_FILE, load_run
-from ssgen.config import Config, DataConfig, OptimConfig, load_config
+from ssgen.config import Config, OptimConfig, load_config
 from ssgen.data import build_dataset
 from ssgen.errors import CheckpointError, ConfigError
 from ssgen.eval.metrics import read_metrics

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import nn
@@ -120,7 +119,7 @@ class Classifier(Method):
         self.augmenter = augmenter(cfg.augment, data.resolution)
         self.labels_checked = False  # per session: a host read of the first labelled batch
         self.part_sizes: tuple[int, ...] = ()  # of the batches this step joined, in `draws` order
-        # The unlabelled loss's weight at this step (`ramp`), set on the host before the step: a
+        # The unlabelled loss's weight at this step (RampedConfig's linear ramp), set on the host: a
         # compiled step reads it from this tensor, as it reads its learning rates, instead of being
         # compiled anew for every value of a Python float.
         self.register_buffer("ramped_weight", torch.zeros(()), persistent=False)
