@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -6,7 +8,9 @@ from torch.nn.utils import parametrize
 
 import ssgen.nets  # noqa: F401  (fills the registries)
 from ssgen.config import NetConfig
-from ssgen.nets.blocks import SelfModulatedBatchNorm2d, sn_linear
+from ssgen.nets.autoencoder import build_autoencoder
+from ssgen.nets.blocks import (ResamplingBlock, SelfModulatedBatchNorm2d, conv_then_pool, downsample,
+                               plain_resampling, sn_conv, sn_linear, upsample, upsample_then_conv)
 from ssgen.registry import DISCRIMINATORS, GENERATORS
 
 
@@ -69,3 +73,45 @@ def test_sbn_generator_equals_the_plain_generator_at_init():
         if isinstance(m, SelfModulatedBatchNorm2d):
             nn.init.normal_(m.modulation[-1].weight)
     assert not torch.allclose(modulated(z), plain(z), atol=1e-3)
+
+
+@pytest.mark.parametrize("size", [(8, 8), (6, 10)])
+def test_a_resampling_convolution_fused_is_the_plain_composition(size):
+    torch.manual_seed(0)
+    conv = sn_conv(5, 7, enabled=False).double()
+    nn.init.normal_(conv.bias)  # the bias must pass through the resampling unchanged
+    x = torch.randn(3, 5, *size, dtype=torch.float64)
+    torch.testing.assert_close(conv_then_pool(conv, x), downsample(conv(x)), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(upsample_then_conv(conv, x), conv(upsample(x)), rtol=1e-12, atol=1e-12)
+
+
+def resampling_networks(resolution):
+    return {"G": GENERATORS.get("resnet")(NetConfig(width=16, z_dim=8), resolution),
+            "D": DISCRIMINATORS.get("resnet")(NetConfig(width=16), resolution),
+            "autoencoder": build_autoencoder(NetConfig(width=8), NetConfig(width=8), resolution, 3, 3)}
+
+
+@pytest.mark.parametrize("resolution", [32, 48])
+@pytest.mark.parametrize("name", ["G", "D", "autoencoder"])
+def test_networks_with_fused_resampling_compute_the_plain_networks_outputs_and_gradients(name, resolution):
+    torch.manual_seed(0)
+    fused = resampling_networks(resolution)[name].double().train()
+    plain = plain_resampling(copy.deepcopy(fused))
+    blocks = [m for m in fused.modules() if isinstance(m, ResamplingBlock)]
+    assert blocks and all(b.fused_resampling for b in blocks)
+    assert not any(m.fused_resampling for m in plain.modules() if isinstance(m, ResamplingBlock))
+    x = torch.randn(4, 8, dtype=torch.float64) if name == "G" else torch.randn(4, 3, resolution, resolution,
+                                                                               dtype=torch.float64)
+    outputs = []
+    for net in (fused, plain):
+        out = net.critic(net(x)) if name == "D" else net(x)
+        out.pow(2).mean().backward()
+        outputs.append((out, [p.grad for p in net.parameters()]))
+    (out_fused, grads_fused), (out_plain, grads_plain) = outputs
+    torch.testing.assert_close(out_fused, out_plain, rtol=1e-10, atol=1e-10)
+    assert len(grads_fused) == len(grads_plain) and all(g is not None for g in grads_fused)
+    for grad_fused, grad_plain in zip(grads_fused, grads_plain):
+        torch.testing.assert_close(grad_fused, grad_plain, rtol=1e-9, atol=1e-10)
+    # The spectral-norm estimates moved alike (one power iteration each in training mode).
+    for buffer_fused, buffer_plain in zip(fused.buffers(), plain.buffers()):
+        torch.testing.assert_close(buffer_fused, buffer_plain, rtol=1e-10, atol=1e-10)

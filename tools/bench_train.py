@@ -6,10 +6,12 @@ given its checkout, Mimicry's own SS-GAN train_steps, in one process, the sides 
 
 Paths of ssgen (comma-separated): eager, modules (torch.compile per network), step (each whole
 train step compiled, ssgen/compiled.py); a `-cl` suffix runs that path in channels_last memory
-format, `-bf16` under bf16 autocast (e.g. step-cl-bf16); without them, contiguous weights and the
-config's precision. Each is what `ssgen train` runs with those trainer settings, on
-device-resident batches. The reference step is built from the same networks the plain way: separate D passes
-for real, fake and rotated images, fp32, no compile. `--peer DIR` adds Mimicry (a checkout of
+format, `-bf16` under bf16 autocast (e.g. step-cl-bf16), `-plain` with the networks' resampling
+convolutions computed the plain way (resample, then convolve: ssgen/nets/blocks.py); without them,
+contiguous weights, the config's precision and the fused resampling convolutions. Each is what
+`ssgen train` runs with those trainer settings, on device-resident batches. The reference step is
+built from the same networks the plain way: plain resampling, separate D passes for real, fake and
+rotated images, fp32, no compile. `--peer DIR` adds Mimicry (a checkout of
 kwotsin/mimicry; its package is imported from DIR without its __init__, which pulls in TensorFlow
 for metrics that its train steps do not use): SSGANGenerator32 / SSGANDiscriminator32 at the
 config's widths, Adam with the config's rates, n_dis D train_steps then one G train_step per G
@@ -41,6 +43,7 @@ import torch.nn.functional as F
 from ssgen.checkpoint import build_method
 from ssgen.config import COMPILE_MODES, load_config
 from ssgen.methods.gan import d_adversarial_loss, g_adversarial_loss
+from ssgen.nets.blocks import plain_resampling
 from ssgen.parallel import resolve_device
 from ssgen.pretext.rotation import rotate4
 from ssgen.train.trainer import autocast
@@ -112,11 +115,12 @@ def mimicry_side(root: Path, cfg, device):
 
 
 PATH_OPTIONS = {"cl": "channels_last memory format (trainer.memory_format=channels_last)",
-                "bf16": "bf16 autocast (trainer.precision=bf16)"}
+                "bf16": "bf16 autocast (trainer.precision=bf16)",
+                "plain": "the plain resampling convolutions (resample, then convolve)"}
 
 
 def ssgen_side(method, path: str, amp):
-    """ssgen's step on `path`: eager, modules or step, then any of -cl, -bf16 (PATH_OPTIONS);
+    """ssgen's step on `path`: eager, modules or step, then any of -cl, -bf16, -plain (PATH_OPTIONS);
     without -cl the weights stay contiguous, without -bf16 the config's precision holds."""
     kind, *options = path.split("-")
     if kind not in COMPILE_MODES or not set(options) <= set(PATH_OPTIONS):
@@ -126,6 +130,8 @@ def ssgen_side(method, path: str, amp):
     method.to(memory_format=torch.channels_last if "cl" in options else torch.contiguous_format)
     if "bf16" in options:
         amp = torch.autocast(next(method.parameters()).device.type, dtype=torch.bfloat16)
+    if "plain" in options:
+        plain_resampling(method)
     method.optimizers()
     if kind == "modules":
         method.compile_networks()
@@ -174,7 +180,7 @@ def main() -> None:
                 "D": sum(p.numel() for p in [*base.D.parameters(), *base.tasks.parameters()])}
         print(f"parameters  mimicry: G {sizes['G']:,} D {sizes['D']:,}   ssgen: G {ours['G']:,} D {ours['D']:,}")
     if not args.no_reference:
-        reference = copy.deepcopy(base)
+        reference = plain_resampling(copy.deepcopy(base))
         sides["reference"] = lambda next_batch: reference_step(reference, next_batch)
     amp = autocast(cfg, device)
     for path in args.paths.split(","):
