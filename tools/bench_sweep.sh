@@ -10,7 +10,7 @@
 set -uo pipefail
 bench() { echo "=== $*"; python tools/bench_train.py --rounds "${ROUNDS:-3}" --steps "${STEPS:-10}" --warmup "${WARMUP:-10}" "$@" "${extra[@]}"; }
 extra=("$@")
-bench --config configs/ssgan_cifar10.yaml --set trainer.precision=fp32 --paths eager           # vs the reference
+bench --config configs/ssgan_cifar10.yaml --set trainer.precision=fp32 --paths eager,eager-plain  # vs the reference; the fused resampling alone
 for batch in 64 256; do
   bench --config configs/ssgan_cifar10.yaml --set trainer.batch_size=$batch --set trainer.precision=bf16 \
     --no-reference --paths eager,modules,step,step-cl
