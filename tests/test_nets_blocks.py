@@ -91,17 +91,23 @@ def resampling_networks(resolution):
             "autoencoder": build_autoencoder(NetConfig(width=8), NetConfig(width=8), resolution, 3, 3)}
 
 
+ON_THE_GPU = pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                               reason="needs a CUDA GPU")])
+
+
+@pytest.mark.parametrize("device", ["cpu", ON_THE_GPU])  # on a GPU: cuDNN's strided and transposed kernels
 @pytest.mark.parametrize("resolution", [32, 48])
 @pytest.mark.parametrize("name", ["G", "D", "autoencoder"])
-def test_networks_with_fused_resampling_compute_the_plain_networks_outputs_and_gradients(name, resolution):
+def test_networks_with_fused_resampling_compute_the_plain_networks_outputs_and_gradients(name, resolution, device):
     torch.manual_seed(0)
-    fused = resampling_networks(resolution)[name].double().train()
+    fused = resampling_networks(resolution)[name].double().train().to(device)
     plain = plain_resampling(copy.deepcopy(fused))
     blocks = [m for m in fused.modules() if isinstance(m, ResamplingBlock)]
     assert blocks and all(b.fused_resampling for b in blocks)
     assert not any(m.fused_resampling for m in plain.modules() if isinstance(m, ResamplingBlock))
     x = torch.randn(4, 8, dtype=torch.float64) if name == "G" else torch.randn(4, 3, resolution, resolution,
                                                                                dtype=torch.float64)
+    x = x.to(device)
     outputs = []
     for net in (fused, plain):
         out = net.critic(net(x)) if name == "D" else net(x)
