@@ -140,7 +140,7 @@ def linear_stage(method: Method, data: ProbeData, cfg: FinetuneConfig, device: t
                             "test features")[cfg.layer]
     if log is not None:
         log(f"stage 1: fitting the linear classifier ({cfg.max_iter} L-BFGS iterations)")
-    head = fit_linear_classifier(train, data.train_labels, data.num_classes, cfg.max_iter, cfg.l2)
+    head, _ = fit_linear_classifier(train, data.train_labels, data.num_classes, cfg.max_iter, cfg.l2)
     with torch.no_grad():
         accuracy = top1(head(test), data.test_labels)
     return FinetunedNetwork(method, cfg.layer, head), accuracy

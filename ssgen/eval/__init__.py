@@ -68,8 +68,12 @@ class FrozenFeatureEvaluator:
             accuracy, protocol = knn_probe(method, self.data, self.cfg, self.device, self.layers), \
                 knn_protocol(self.data, self.cfg)
         else:
-            accuracy, protocol = linear_probe(method, self.data, self.cfg, self.device, self.layers), \
-                self.data.protocol(self.cfg)
+            results = linear_probe(method, self.data, self.cfg, self.device, self.layers)
+            accuracy = {layer: result.accuracy for layer, result in results.items()}
+            # Whether the fits converged belongs to the protocol: a figure short of the optimum is
+            # not comparable with the rest. Iterations do not, as they change from step to step and
+            # the report draws each protocol on its own panel.
+            protocol = {**self.data.protocol(self.cfg), "converged": all(r.converged for r in results.values())}
         return {f"{self.name}/{layer}": value for layer, value in accuracy.items()}, protocol
 
 

@@ -136,11 +136,11 @@ def probe(checkpoint, layers, random_init, train_size, test_size, data_path, dat
     """Linear-probe top-1 of CHECKPOINT's frozen features (e.g. a GAN's discriminator), per layer.
 
     A logistic regression is fit on features of a fixed labelled train subset and scored on the
-    test split, with a fixed budget (eval.probe.max_iter, eval.probe.l2); with --knn, the kNN
-    monitor too, on the same features."""
+    test split, fit until converged (eval.probe.tolerance, eval.probe.max_iter, eval.probe.l2);
+    with --knn, the kNN monitor too, on the same features."""
     from ssgen.data import build_dataset, require_labels
     from ssgen.eval.knn import knn_accuracy, knn_protocol
-    from ssgen.eval.probe import ProbeData, frozen_features, probe_accuracy
+    from ssgen.eval.probe import ProbeData, fit_probe, frozen_features, warn_if_unconverged
 
     run, device = load(checkpoint, device)
     cfg = dataclasses.replace(run.cfg.eval.probe, **{k: v for k, v in (("train_size", train_size),
@@ -157,13 +157,16 @@ def probe(checkpoint, layers, random_init, train_size, test_size, data_path, dat
         method = untrained_like(run, device, data.train_images, chosen, cfg.batch_size)
     log = lambda line: click.echo(line, err=True)  # noqa: E731
     train, test = frozen_features(method, data, chosen, cfg.batch_size, device, log)
-    log(f"fitting the classifier ({cfg.max_iter} L-BFGS iterations per layer, {len(chosen)} layer(s))")
+    log(f"fitting the classifier (L-BFGS to gradient max-abs {cfg.tolerance:g}, at most {cfg.max_iter} "
+        f"iterations per layer, {len(chosen)} layer(s))")
     source = "random-init network" if random_init else f"{run.checkpoint} (step {run.step})"
     click.echo(f"linear probe of {source}; protocol: {json.dumps(data.protocol(cfg))}")
     for layer in chosen:
-        accuracy = probe_accuracy(train[layer], data.train_labels, test[layer], data.test_labels,
-                                  data.num_classes, cfg.max_iter, cfg.l2)
-        click.echo(f"{layer}: {100 * accuracy:.2f}% top-1")
+        result = fit_probe(train[layer], data.train_labels, test[layer], data.test_labels,
+                           data.num_classes, cfg.max_iter, cfg.l2, cfg.tolerance)
+        ending = "converged" if result.converged else "NOT converged"
+        click.echo(f"{layer}: {100 * result.accuracy:.2f}% top-1 ({ending} in {result.iterations} L-BFGS iterations)")
+        warn_if_unconverged(result, layer, log)
     if knn:
         knn_cfg = run.cfg.eval.knn
         click.echo(f"kNN of {source}; protocol: {json.dumps(knn_protocol(data, knn_cfg))}")

@@ -2,14 +2,16 @@
 
 Run every N steps on a GAN's discriminator, the curve shows *discriminator forgetting*.
 The classifier is a multinomial logistic regression fit full-batch with L-BFGS from zero
-weights for a fixed number of iterations: deterministic, with no learning rate to tune, and
-fast on the training device (10k x 512 features fit in about a second on CPU).
+weights until the gradient falls below a tolerance: deterministic, with no learning rate to tune,
+and fast on the training device. A fixed budget is not enough: 100 iterations left 128-d
+discriminator features of 10k images at 92.9% where the optimum reads 94.3%.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +43,8 @@ class ProbeData:
 
     def protocol(self, cfg: ProbeConfig) -> dict:
         return {**self.description("linear probe top-1"),
-                "classifier": f"logistic regression, L-BFGS {cfg.max_iter} it, l2 {cfg.l2:g}"}
+                "classifier": f"logistic regression, L-BFGS to gradient max-abs {cfg.tolerance:g} "
+                              f"(at most {cfg.max_iter} it), l2 {cfg.l2:g}"}
 
     def description(self, metric: str) -> dict:
         return {"metric": metric, "dataset": self.dataset, "train_split": "train", "test_split": "test",
@@ -119,13 +122,26 @@ class LinearClassifier(nn.Module):
         return self.linear((features - self.mean) / self.std)
 
 
-def fit_logistic_regression(x: torch.Tensor, y: torch.Tensor, num_classes: int, max_iter: int,
-                            l2: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Multinomial logistic regression (weights, bias), full-batch L-BFGS from zero on x's device."""
-    weight = torch.zeros(num_classes, x.shape[1], device=x.device, requires_grad=True)
-    bias = torch.zeros(num_classes, device=x.device, requires_grad=True)
+@dataclass
+class LogisticFit:
+    weight: torch.Tensor
+    bias: torch.Tensor
+    iterations: int  # L-BFGS iterations used: at most max_iter, fewer where its 1.25 max_iter evaluations ran out
+    converged: bool  # the gradient's max-abs fell below the tolerance within max_iter
+
+
+def fit_logistic_regression(x: torch.Tensor, y: torch.Tensor, num_classes: int, max_iter: int, l2: float,
+                            tolerance: float) -> LogisticFit:
+    """Multinomial logistic regression, full-batch L-BFGS from zero on x's device, in float64 until
+    the gradient's max-abs is below `tolerance`, for at most `max_iter` iterations. Float64: in
+    float32 the loss stops changing (round-off) with the gradient still a few times 1e-6."""
+    x = x.double()
+    weight = torch.zeros(num_classes, x.shape[1], device=x.device, dtype=x.dtype, requires_grad=True)
+    bias = torch.zeros(num_classes, device=x.device, dtype=x.dtype, requires_grad=True)
+    # tolerance_change 0: the gradient alone says when to stop (torch's default also stops when
+    # the loss changes by less than 1e-9, which the slow fits do long before they converge).
     optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, history_size=10,
-                                  line_search_fn="strong_wolfe")
+                                  tolerance_grad=tolerance, tolerance_change=0.0, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
@@ -135,22 +151,25 @@ def fit_logistic_regression(x: torch.Tensor, y: torch.Tensor, num_classes: int, 
 
     with torch.enable_grad():
         optimizer.step(closure)
-    return weight.detach(), bias.detach()
+        closure()  # the gradient at the final weights (the line search's last one may be elsewhere)
+    gradient = max(weight.grad.abs().max().item(), bias.grad.abs().max().item())
+    return LogisticFit(weight.detach(), bias.detach(), optimizer.state[weight]["n_iter"], gradient <= tolerance)
 
 
-def fit_linear_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int, max_iter: int,
-                          l2: float) -> LinearClassifier:
-    """A logistic regression of standardised features x (standardised by x's own statistics)."""
+def fit_linear_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int, max_iter: int, l2: float,
+                          tolerance: float = ProbeConfig.tolerance) -> tuple[LinearClassifier, LogisticFit]:
+    """A logistic regression of standardised features x (standardised by x's own statistics), and
+    how its fit ended."""
     mean, std = x.mean(0), x.std(0)
     std = torch.where(std > 1e-6, std, torch.ones_like(std))  # dead units (ReLU zeros) stay put
-    weight, bias = fit_logistic_regression((x - mean) / std, y.to(x.device), num_classes, max_iter, l2)
+    fit = fit_logistic_regression((x - mean) / std, y.to(x.device), num_classes, max_iter, l2, tolerance)
     # skip_init: a random initialisation would draw from the global RNG, and the probe runs inside
     # training, which must not see it (tests/test_quick_demo.py); every value is overwritten below.
     classifier = nn.utils.skip_init(LinearClassifier, x.shape[1], num_classes, device=x.device)
-    for target, value in ((classifier.mean, mean), (classifier.std, std), (classifier.linear.weight, weight),
-                          (classifier.linear.bias, bias)):
+    for target, value in ((classifier.mean, mean), (classifier.std, std), (classifier.linear.weight, fit.weight),
+                          (classifier.linear.bias, fit.bias)):
         target.data.copy_(value)
-    return classifier
+    return classifier, fit
 
 
 @torch.no_grad()
@@ -158,25 +177,61 @@ def top1(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return (logits.argmax(1) == labels.to(logits.device)).float().mean().item()
 
 
-def probe_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-                   num_classes: int, max_iter: int, l2: float) -> float:
-    """Test top-1 of a logistic regression fit on standardised training features."""
-    classifier = fit_linear_classifier(train_x, train_y, num_classes, max_iter, l2)
+@dataclass
+class ProbeResult:
+    accuracy: float  # test top-1
+    iterations: int  # L-BFGS iterations the fit used
+    converged: bool
+
+
+def fit_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+              num_classes: int, max_iter: int, l2: float, tolerance: float = ProbeConfig.tolerance) -> ProbeResult:
+    """Test top-1 of a logistic regression fit on standardised training features, and how the fit ended."""
+    classifier, fit = fit_linear_classifier(train_x, train_y, num_classes, max_iter, l2, tolerance)
     with torch.no_grad():
-        return top1(classifier(test_x), test_y)
+        return ProbeResult(top1(classifier(test_x), test_y), fit.iterations, fit.converged)
+
+
+def probe_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+                   num_classes: int, max_iter: int, l2: float, tolerance: float = ProbeConfig.tolerance) -> float:
+    """fit_probe's test top-1 alone."""
+    return fit_probe(train_x, train_y, test_x, test_y, num_classes, max_iter, l2, tolerance).accuracy
+
+
+_warned_unconverged = False
+
+
+def warn_if_unconverged(result: ProbeResult, layer: str, log: Callable[[str], None] | None = None) -> None:
+    """Say, once per process (a probe runs every few steps), that a fit stopped short of its tolerance:
+    its figure is then below the classifier's optimum."""
+    global _warned_unconverged
+    if result.converged or _warned_unconverged:
+        return
+    _warned_unconverged = True
+    message = (f"linear probe of {layer!r} stopped after {result.iterations} L-BFGS iterations without converging; "
+               "raise eval.probe.max_iter")
+    if log is None:
+        warnings.warn(message)
+    else:
+        log(f"warning: {message}")
 
 
 def linear_probe(method, data: ProbeData, cfg: ProbeConfig, device: torch.device,
-                 layers: Sequence[str] | None = None, log=None) -> dict[str, float]:
-    """{layer: test top-1} of the method's frozen features. Under torchrun every process
-    extracts its share of the features, and the main process alone fits (others get {}).
-    `log`: where to report progress on long work (ssgen probe); None: silent."""
+                 layers: Sequence[str] | None = None, log=None) -> dict[str, ProbeResult]:
+    """{layer: test top-1 and how the fit ended} of the method's frozen features. Under torchrun
+    every process extracts its share of the features, and the main process alone fits (others get
+    {}). `log`: where to report progress on long work (ssgen probe) and a fit that did not
+    converge; None: silent, and that warning through `warnings`."""
     layers = method.check_features(layers or cfg.layers)
     train, test = frozen_features(method, data, layers, cfg.batch_size, device, log)
     if world()[0] != 0:
         return {}
     if log is not None:
-        log(f"fitting the classifier ({cfg.max_iter} L-BFGS iterations per layer, {len(layers)} layer(s))")
-    return {layer: probe_accuracy(train[layer], data.train_labels, test[layer], data.test_labels,
-                                  data.num_classes, cfg.max_iter, cfg.l2)
-            for layer in layers}
+        log(f"fitting the classifier (L-BFGS to gradient max-abs {cfg.tolerance:g}, at most {cfg.max_iter} "
+            f"iterations per layer, {len(layers)} layer(s))")
+    results = {layer: fit_probe(train[layer], data.train_labels, test[layer], data.test_labels,
+                                data.num_classes, cfg.max_iter, cfg.l2, cfg.tolerance)
+               for layer in layers}
+    for layer, result in results.items():
+        warn_if_unconverged(result, layer, log)
+    return results
