@@ -200,12 +200,23 @@ class AccuracyEvalConfig:
 
 
 @dataclass
+class PastFakesConfig:
+    """A GAN's forgetting monitor (eval/past_fakes.py): G's fakes archived every `every` steps and
+    scored by each later D, without labels."""
+    every: int = ranged(0, 0)               # steps between archives (and evaluations); 0: off
+    num_images: int = ranged(500, 1)        # fakes per archive
+    keep: int = ranged(20, 1)               # archives kept, the oldest dropped: ages up to keep * every
+    batch_size: int = ranged(250, 1)        # G's batch (its batch norm normalises by it) and D's
+
+
+@dataclass
 class EvalConfig:
     fid: FIDConfig = field(default_factory=FIDConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     knn: KNNConfig = field(default_factory=KNNConfig)
     tasks: TasksEvalConfig = field(default_factory=TasksEvalConfig)
     accuracy: AccuracyEvalConfig = field(default_factory=AccuracyEvalConfig)
+    past_fakes: PastFakesConfig = field(default_factory=PastFakesConfig)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""What is measured: FID/FD, linear probes, a classifier's test top-1, reports.
+"""What is measured: FID/FD, linear probes, a classifier's test top-1, a GAN's past fakes, reports.
 
 The trainer calls `build_evaluators` once, then each evaluator every `every` steps; it writes
 what they return to TensorBoard and metrics.jsonl. Expensive fixed inputs (real statistics,
@@ -115,6 +115,15 @@ def build_evaluators(cfg: Config, method: Method, device: torch.device, log: Cal
             log(f"accuracy off: {missing_labels(test_set)} to score the predictions against")
         else:
             evaluators.append(AccuracyEvaluator(cfg.eval.accuracy, test_set, device, cfg.seed))
+    if cfg.eval.past_fakes.every > 0:
+        from ssgen.eval.past_fakes import PastFakesEvaluator
+        from ssgen.methods.gan import GAN
+
+        if isinstance(method, GAN):
+            evaluators.append(PastFakesEvaluator(cfg.eval.past_fakes, cfg.seed))
+        else:
+            log(f"note: eval.past_fakes.every is set but {cfg.method.name} has no GAN discriminator; "
+                "no past-fakes monitor")
     wanted = [name for name in ("probe", "knn") if getattr(cfg.eval, name).every > 0]
     if wanted:
         from ssgen.data import build_dataset, missing_labels

@@ -136,6 +136,44 @@ def plot_family(runs: list[Run], family: Family, out: Path) -> list[str]:
     return mixed_protocol_warnings(groups)
 
 
+_PAST_FAKES = re.compile(r"past_fakes/rejected_age(\d+)$")
+
+
+def plot_past_fakes(runs: list[Run], out: Path) -> bool:
+    """past_fakes.png: a panel per run, the share of old fakes its D still rejects vs step, a line
+    per age (steps since G made them; age 0: fresh fakes). False where no run measured them."""
+    curves: dict[str, dict[int, list[tuple[int, float]]]] = {}  # run -> age -> [(step, share)]
+    for run in runs:
+        for record in read_metrics(run.path):
+            for key, value in record["metrics"].items():
+                if match := _PAST_FAKES.match(key):
+                    curves.setdefault(run.label, {}).setdefault(int(match.group(1)), []).append((record["step"], value))
+    if not curves:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = min(3, len(curves))
+    rows = -(-len(curves) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.6 * rows), squeeze=False)
+    for ax, (label, by_age) in zip(axes.flat, curves.items()):
+        for index, (age, points) in enumerate(sorted(by_age.items())):
+            ax.plot(*zip(*sorted(points)), color=plt.cm.viridis(index / max(1, len(by_age) - 1)), marker="o",
+                    markersize=3, label=f"age {age}")
+        ax.set(title=label, xlabel="step", ylabel="share rejected (logit < 0)", ylim=(-0.02, 1.02))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, ncol=2)
+    for ax in list(axes.flat)[len(curves):]:
+        ax.set_visible(False)
+    fig.suptitle("Past fakes D still rejects vs step (label-free forgetting)")
+    fig.tight_layout()
+    fig.savefig(out / "past_fakes.png", dpi=100)
+    plt.close(fig)
+    return True
+
+
 _GRID = re.compile(r"(.+)-(\d+)\.png$")
 
 
@@ -216,6 +254,8 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> Path:
     for family in figures:
         lines += [f"## {family.title}", "", f"![{family.name}]({family.name}.png)",
                   "", f"Protocols: `{family.name}.protocol.json`", ""]
+    if plot_past_fakes(runs, out):
+        lines += ["## Past fakes D still rejects vs step (label-free forgetting)", "", "![past_fakes](past_fakes.png)", ""]
     for run in runs:
         lines += [f"## Run {run.label}", "", run_header(run), ""]
         lines += summary_table(run) if run.series else ["No FID/FD, probe or task accuracy recorded."]

@@ -152,16 +152,17 @@ class GAN(Method):
         return self.generate(z.split(near_equal_sizes(n, self.cfg.sample_batch)))
 
     @torch.no_grad()
-    def generate(self, latents: Sequence[torch.Tensor]) -> torch.Tensor:
-        """The sampler's images of each latent batch, concatenated. In train mode G also moves its
-        running statistics and spectral-norm vectors: they are put back, so that measuring a run
-        (FD, grids) leaves its checkpoint as training made it."""
+    def generate(self, latents: Sequence[torch.Tensor], network: torch.nn.Module | None = None) -> torch.Tensor:
+        """The sampler's (or `network`'s: the trained G) images of each latent batch, concatenated.
+        In train mode G also moves its running statistics and spectral-norm vectors: they are put
+        back, so that measuring a run (FD, grids) leaves its checkpoint as training made it."""
+        network = self.sampler if network is None else network
         device = next(self.G.parameters()).device
-        kept = [buffer.clone() for buffer in self.sampler.buffers()]
+        kept = [buffer.clone() for buffer in network.buffers()]
         try:
-            return torch.cat([self.sampler(z.to(device)).float() for z in latents])
+            return torch.cat([network(z.to(device)).float() for z in latents])
         finally:
-            for buffer, value in zip(self.sampler.buffers(), kept):
+            for buffer, value in zip(network.buffers(), kept):
                 buffer.copy_(value)
 
     def skip_samples(self, n: int, generator: torch.Generator) -> None:

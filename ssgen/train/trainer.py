@@ -154,6 +154,9 @@ class Trainer:
             for name, optimizer in self.optimizers.items():
                 optimizer.load_state_dict(state["optimizers"][name])
             self.batches.load_state_dict(state["batches"])
+            for evaluator in stateful(self.evaluators):  # none saved: the evaluator was off until now
+                if evaluator.name in state.get("evaluators", {}):
+                    evaluator.load_state_dict(state["evaluators"][evaluator.name])
             set_rng_state(state["rng"], self.device)
             self.step, self.best, self.last_checkpoint = int(state["step"]), state.get("best", {}), path
             if self.step >= self.cfg.trainer.steps:
@@ -299,10 +302,17 @@ class Trainer:
         return {"format": FORMAT, "step": self.step, "config": to_dict(self.cfg),
                 "method": self.method.state_dict(),
                 "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
-                "rng": rng_state(self.device), "batches": self.batches.state_dict(), "best": self.best}
+                "rng": rng_state(self.device), "batches": self.batches.state_dict(), "best": self.best,
+                "evaluators": {evaluator.name: evaluator.state_dict() for evaluator in stateful(self.evaluators)}}
 
 
 # ---------------------------------------------------------------- helpers
+def stateful(evaluators) -> list:
+    """The evaluators whose inputs are made during the run (the past-fakes archive), so that they
+    are saved in the checkpoint; the others rebuild theirs from the data."""
+    return [evaluator for evaluator in evaluators if hasattr(evaluator, "state_dict")]
+
+
 def main_figures(values: dict[str, float]) -> dict[str, float]:
     """What a progress line shows: the losses and the task accuracies."""
     return {k: v for k, v in values.items() if k.startswith("loss/") or "/acc" in k}
