@@ -22,6 +22,7 @@ from ssgen.errors import SsgenError
 from ssgen.eval.metrics import METRICS_FILE, append_metrics
 from ssgen.eval.past_fakes import fakes, measure, protocol
 from ssgen.files import atomic_write
+from ssgen.methods.gan import GAN
 from ssgen.train.trainer import lock_run_dir
 
 SOURCE = "tools/past_fakes_from_checkpoints.py"
@@ -36,6 +37,8 @@ def measure_checkpoints(run_dir: Path, device: torch.device, log=print) -> tuple
     records = []
     for index, path in enumerate(checkpoints, start=1):
         run = load_run(path, device, warn=log)
+        if not isinstance(run.method, GAN):
+            raise SystemExit(f"{run_dir} is a {run.cfg.method.name} run: no GAN discriminator to score fakes with")
         cfg = run.cfg.eval.past_fakes
         archives[run.step] = fakes(run.method, cfg, run.cfg.seed, run.step)
         metrics = measure(run.method.D, {run.step - made: images for made, images in archives.items()},
