@@ -2,6 +2,11 @@
 
 The method's own classifier (`classify`) on a fixed, seeded subset of the test split, in eval
 mode, without gradients: no training randomness is drawn and no weight or buffer changes.
+
+A method with a one-vs-all label schedule (`one_vs_all`) is scored on its current task instead:
+the balanced accuracy of "that class or not" at the evaluator's step, which is the task of the
+period that step ended (the evaluation at step m * every follows training step m * every, the last
+of task m - 1). Step 0, before any training, scores the first task.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import torch
 from ssgen.config import AccuracyEvalConfig
 from ssgen.data.base import seeded_subset
 from ssgen.images import to_float
+from ssgen.methods.semisup.base import balanced_accuracy
 
 
 def classifies(method) -> bool:
@@ -28,14 +34,22 @@ class AccuracyEvaluator:
                          "test_size": len(self.labels)}
 
     @torch.no_grad()
-    def __call__(self, method, step: int) -> tuple[dict[str, float], dict]:
+    def predictions(self, method) -> torch.Tensor:
         was_training = method.training
         method.eval()
-        correct = 0
         try:
-            for images, labels in zip(self.images.split(self.cfg.batch_size), self.labels.split(self.cfg.batch_size)):
-                logits = method.classify(to_float(images.to(self.device, non_blocking=True)))
-                correct += int((logits.argmax(1).cpu() == labels).sum())
+            return torch.cat([method.classify(to_float(images.to(self.device, non_blocking=True))).argmax(1).cpu()
+                              for images in self.images.split(self.cfg.batch_size)])
         finally:
             method.train(was_training)
-        return {"accuracy/top1": correct / len(self.labels)}, self.protocol
+
+    def __call__(self, method, step: int) -> tuple[dict[str, float], dict]:
+        predicted = self.predictions(method)
+        schedule = getattr(method, "one_vs_all", None)
+        if schedule is None:
+            return {"accuracy/top1": int((predicted == self.labels).sum()) / len(self.labels)}, self.protocol
+        positive = schedule.positive_at(max(step, 1))
+        accuracy = balanced_accuracy(predicted, (self.labels == positive).long())
+        # The protocol names the schedule, not the class: one curve across the task switches.
+        return {"accuracy/task_balanced": accuracy.item(), "task/class": float(positive)}, \
+            {**self.protocol, "metric": "current task's balanced accuracy (one class vs all)", **schedule.protocol}

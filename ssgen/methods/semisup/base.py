@@ -13,6 +13,11 @@ and computes and applies the loss. Training images go through the method's augme
 teacher's pseudo-labels) take the stream's images as they come.
 
 Each method is one file beside this one, with its own options (a subclass of ClassifierConfig).
+
+`label_schedule` turns the labels into the SS-GAN paper's non-stationary task (Chen et al. 2019,
+Figure 2): one class against all the others, the class changing every `every` steps and cycling
+through the classes (`OneVsAll`). It is a pure function of the step, so a resumed run trains the
+same class at every step as an unbroken one.
 """
 
 from __future__ import annotations
@@ -21,10 +26,11 @@ import dataclasses
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ssgen.augment import PRESETS, Augmenter, view_configs
-from ssgen.config import MethodConfig, NetConfig, OptimConfig, net, ranged
+from ssgen.config import MethodConfig, NetConfig, OptimConfig, choice, net, ranged
 from ssgen.errors import ConfigError, DataError
 from ssgen.losses.classification import cross_entropy_with_accuracy
 from ssgen.losses.semi import linear_ramp
@@ -35,13 +41,26 @@ from ssgen.step import Batch, DataInfo, Progress, as_batch, join_batches
 from ssgen.tasks.base import augmented_views, encode_together
 
 NO_AUGMENTATION = "none"
+ONE_VS_ALL = "one_vs_all"
+# The methods whose labels reach the loss through `supervised_loss` alone, as the schedule needs.
+SCHEDULED_METHODS = ("supervised", "s4l")
+
+
+@dataclass
+class LabelScheduleConfig:
+    """none: the class labels as they are; one_vs_all: label 1 for the current class, 0 for the rest."""
+    kind: str = choice("none", "none", ONE_VS_ALL)
+    every: int = ranged(1000, 1)                     # steps per task (the paper's 1k iterations)
+    order: str = choice("seeded", "seeded", "fixed")  # the classes' order: a seeded permutation, or 0, 1, ...
+    seed: int = 0                                    # of the seeded order: runs that differ in `seed` share it
 
 
 @dataclass
 class ClassifierConfig(MethodConfig):
     name: str = "supervised"
     encoder: NetConfig = net(ENCODERS, width=32, spectral_norm=False)
-    classes: int = ranged(10, 2)
+    classes: int = ranged(10, 2)                     # the data's classes (one_vs_all cycles through them)
+    label_schedule: LabelScheduleConfig = field(default_factory=LabelScheduleConfig)
     dropout: float = ranged(0.0, 0.0, 1.0)           # before the linear head, while training
     augment: str = "weak"                            # an ssgen.augment preset for training images, or none
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, betas=[0.9, 0.999]))
@@ -63,6 +82,30 @@ def check_probability(value: float, key: str) -> None:
 def check_preset(preset: str, key: str) -> None:
     if preset != NO_AUGMENTATION and preset not in PRESETS:
         raise ConfigError(f"{key}: unknown preset {preset!r}; valid: {', '.join([NO_AUGMENTATION, *PRESETS])}")
+
+
+class OneVsAll:
+    """The class trained against all others at each step: order[((step - 1) // every) % classes].
+    Step t (1-based) is the t-th training step, so the evaluation after step m * every scores the
+    task of the period that step ended, the one just trained."""
+
+    def __init__(self, cfg: LabelScheduleConfig, classes: int):
+        self.every = cfg.every
+        self.order = list(range(classes)) if cfg.order == "fixed" else \
+            torch.randperm(classes, generator=torch.Generator().manual_seed(cfg.seed)).tolist()
+        self.protocol = {"task": "one class vs all", "task_every": cfg.every, "task_order": self.order}
+
+    def positive_at(self, step: int) -> int:
+        return self.order[(step - 1) // self.every % len(self.order)]
+
+
+def balanced_accuracy(predicted: torch.Tensor, labels: torch.Tensor, classes: int = 2) -> torch.Tensor:
+    """The mean of the recalls of the classes present (0-d tensor, no host sync): 1-vs-all's figure,
+    where always answering "all" would score 90% top-1 but 0.5 here."""
+    members = labels[:, None] == torch.arange(classes, device=labels.device)
+    counts = members.sum(0)
+    hits = (members & (predicted == labels)[:, None]).sum(0)
+    return (hits / counts.clamp_min(1)).sum() / (counts > 0).sum().clamp_min(1)
 
 
 def augmenter(preset: str, resolution: int) -> Augmenter | None:
@@ -115,6 +158,7 @@ class Classifier(Method):
 
     def __init__(self, cfg: ClassifierConfig, data: DataInfo):
         super().__init__(cfg, data)
+        self.one_vs_all = OneVsAll(cfg.label_schedule, cfg.classes) if cfg.label_schedule.kind == ONE_VS_ALL else None
         self.build_networks(cfg)
         self.augmenter = augmenter(cfg.augment, data.resolution)
         self.labels_checked = False  # per session: a host read of the first labelled batch
@@ -123,13 +167,20 @@ class Classifier(Method):
         # compiled step reads it from this tensor, as it reads its learning rates, instead of being
         # compiled anew for every value of a Python float.
         self.register_buffer("ramped_weight", torch.zeros(()), persistent=False)
+        # The current class of the label schedule, set on the host for the same reason. One class
+        # against nine is 10% of the images against 90%: unweighted, the cross-entropy is least by
+        # answering "all", so each class is weighted by the inverse of its share (the data's classes
+        # are balanced), and both halves of the task count equally.
+        self.register_buffer("task_class", torch.zeros((), dtype=torch.long), persistent=False)
+        self.register_buffer("task_weights", torch.tensor([1.0, cfg.classes - 1.0]), persistent=False)
 
     def build_networks(self, cfg: ClassifierConfig) -> None:
         """The networks that are trained (a method with more overrides it)."""
         self.net = self.build_net(cfg.encoder, cfg.dropout)
 
     def build_net(self, encoder: NetConfig, dropout: float = 0.0, stochastic_depth: float = 0.0) -> ClassifierNet:
-        return ClassifierNet(encoder, self.data.resolution, self.cfg.classes, dropout, stochastic_depth)
+        head = 2 if self.one_vs_all else self.cfg.classes
+        return ClassifierNet(encoder, self.data.resolution, head, dropout, stochastic_depth)
 
     @classmethod
     def check_config(cls, cfg) -> None:
@@ -139,6 +190,13 @@ class Classifier(Method):
         if isinstance(method, RampedConfig) and method.ramp_start > method.ramp_end:
             raise ConfigError(f"method.ramp_start={method.ramp_start} is after method.ramp_end={method.ramp_end}; "
                               "expected ramp_start <= ramp_end (shares of the run)")
+        if method.label_schedule.kind == ONE_VS_ALL:
+            if method.name not in SCHEDULED_METHODS:
+                raise ConfigError(f"method.label_schedule.kind={ONE_VS_ALL} is for method.name "
+                                  f"{' or '.join(SCHEDULED_METHODS)}, not {method.name} (whose other terms read the labels)")
+            if method.classes < 3:
+                raise ConfigError(f"method.label_schedule.kind={ONE_VS_ALL} with method.classes={method.classes}: "
+                                  "expected the data's number of classes, at least 3 (the head is made 2-way by itself)")
 
     # ---------------------------------------------------------------- what the evaluators use
     @property
@@ -174,7 +232,10 @@ class Classifier(Method):
         return self.run_step("classify", join_batches(parts), progress)
 
     def prepare_step(self, parts: dict[str, Batch], progress: Progress) -> None:
-        """What the step reads that is set on the host: the ramped weight (methods add theirs)."""
+        """What the step reads that is set on the host: the ramped weight and the label schedule's
+        class (methods add theirs)."""
+        if self.one_vs_all:
+            self.task_class.fill_(self.one_vs_all.positive_at(progress.step))
         if isinstance(self.cfg, RampedConfig):
             self.ramped_weight.fill_(self.cfg.weight * linear_ramp(progress.fraction, self.cfg.ramp_start,
                                                                    self.cfg.ramp_end))
@@ -208,8 +269,13 @@ class Classifier(Method):
         self.labels_checked = True
 
     def supervised_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        loss, accuracy = cross_entropy_with_accuracy(logits, labels)
-        return loss, {"loss/supervised": loss.detach(), "classifier/acc_labelled": accuracy}
+        if not self.one_vs_all:
+            loss, accuracy = cross_entropy_with_accuracy(logits, labels)
+            return loss, {"loss/supervised": loss.detach(), "classifier/acc_labelled": accuracy}
+        labels = (labels == self.task_class).long()
+        loss = F.cross_entropy(logits.float(), labels, weight=self.task_weights)
+        return loss, {"loss/supervised": loss.detach(), "classifier/task_class": self.task_class.clone(),
+                      "classifier/acc_labelled_balanced": balanced_accuracy(logits.detach().argmax(1), labels)}
 
     def update(self, loss: torch.Tensor, logs: dict, optimizer: str = "classifier") -> dict[str, torch.Tensor]:
         self.optimize(optimizer, loss)
