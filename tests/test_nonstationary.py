@@ -173,3 +173,20 @@ def test_bad_schedules_are_clear_errors(overrides, words, ssgen, tmp_path):
     code, out, err = ssgen("train", "--config", PLAIN, "--no-progress", *[a for s in sets for a in ("--set", s)])
     assert code != 0 and re.search(words, err), err
     assert not list_checkpoints(tmp_path / "run")
+
+
+def test_the_report_draws_the_task_curve_and_tabulates_each_task_cycle_by_cycle(tmp_path):
+    from ssgen.eval.report import write_report
+    from ssgen.train.trainer import train
+    run = tmp_path / "plain"
+    train(load_config(PLAIN, [f"run_dir={run}", *TINY, "trainer.steps=40", "eval.accuracy.every=1",
+                              "eval.probe.every=20", "eval.probe.train_size=40", "eval.probe.test_size=20"]),
+          progress=False, log=lambda m: None)
+    lines = (write_report([run], tmp_path / "report")).read_text().splitlines()
+    assert (tmp_path / "report" / "nonstationary.png").is_file()
+    table = lines[lines.index("| task (class) | cycle 1 | cycle 2 |") + 2:][:10]
+    accuracy = {step: metrics["accuracy/task_balanced"] for step, metrics, _ in scored(run)}
+    first = OneVsAll(LabelScheduleConfig(kind="one_vs_all", every=2), 10).order[0]
+    # The first task's period of cycle 2 is steps 21 and 22.
+    assert table[0] == f"| 1 ({first}) | {(accuracy[1] + accuracy[2]) / 2:.3f} | {(accuracy[21] + accuracy[22]) / 2:.3f} |"
+    assert len(table) == 10 and all(row.startswith(f"| {task + 1} (") for task, row in enumerate(table))
