@@ -2,6 +2,16 @@
 
 Figures measured under different protocols (sample counts, split, extractor ...) are never drawn
 on one axis: each (metric, protocol) pair gets its own panel, and report.md says so.
+
+Seeds are an axis, not separate runs: runs whose config.yaml files differ in `seed` (and run_dir)
+alone are one recipe, drawn as one line, the mean over the seeds at each step that every seed
+logged, with a band of ± one standard deviation (the sample std, n - 1), and n in the legend
+("gan (n=3)"). A config that differs in anything else (method.beta, trainer.steps ...) never
+merges, nor do two runs of one seed; a run without config.yaml stands alone. A group is named
+by its runs' common name less the seed suffix (gan-s0, gan-s1: gan), else by its method. The
+tables give each figure as mean ± std over the seeds, of each seed's own final and best record,
+with n; report.md opens with the probe's peak against its final, the headline of a forgetting study.
+`ssgen train --seeds 0,1,2` trains such runs, into <run_dir>-s0, -s1, -s2.
 """
 
 from __future__ import annotations
@@ -9,7 +19,9 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections import Counter
 from dataclasses import dataclass
+from statistics import mean, stdev
 from pathlib import Path
 from typing import Callable
 
@@ -62,6 +74,77 @@ def load_run_metrics(path: Path, label: str) -> Run:
     return Run(label, path, config, series)
 
 
+SeriesKey = tuple[str, str]  # (metric key, protocol as canonical JSON)
+
+
+def spread(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return mean(values), stdev(values) if len(values) > 1 else 0.0
+
+
+@dataclass
+class Group:
+    """Runs of one recipe, their configs differing in seed (and run_dir) alone; a lone run is a group of one."""
+    label: str
+    runs: list[Run]
+
+    def curves(self, series: SeriesKey) -> list[dict[int, float]]:
+        """{step: value} of each run that has the series; a later record of a step (a resumed run) wins."""
+        return [dict(run.series[series]) for run in self.runs if series in run.series]
+
+    def band(self, series: SeriesKey) -> tuple[list[tuple[int, float, float]], int]:
+        """(step, mean, std) at the steps every run with the series logged, and how many runs those are."""
+        curves = self.curves(series)
+        steps = sorted(set.intersection(*map(set, curves))) if curves else []
+        return [(step, *spread([curve[step] for curve in curves])) for step in steps], len(curves)
+
+    def ends(self, series: SeriesKey, lower_is_better: bool) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+        """Each run's (step, value) at its last record, and at its best."""
+        pick = min if lower_is_better else max
+        curves = [sorted(curve.items()) for curve in self.curves(series)]
+        return [curve[-1] for curve in curves], [pick(curve, key=lambda point: point[1]) for curve in curves]
+
+
+def recipe(run: Run) -> str:
+    """The run's config less its seed and run_dir; a run without one is a recipe of its own."""
+    if not run.config:
+        return str(run.path.resolve())
+    return json.dumps({k: v for k, v in run.config.items() if k not in ("seed", "run_dir")}, sort_keys=True)
+
+
+_SEED_SUFFIX = re.compile(r"[-_/](?:s|seed)[-_=]?\d+$")
+
+
+def group_label(runs: list[Run]) -> str:
+    if len(runs) == 1:
+        return runs[0].label
+    stems = {_SEED_SUFFIX.sub("", run.label) for run in runs}
+    return stems.pop() if len(stems) == 1 else runs[0].config.get("method", {}).get("name", runs[0].label)
+
+
+def group_runs(runs: list[Run]) -> list[Group]:
+    """Runs that differ in seed alone, grouped, in the order of each group's first run. Runs of one
+    seed repeat it rather than add one: the k-th run of each seed of a recipe joins its k-th group.
+    Labels that two groups would share are numbered (gan #1, gan #2)."""
+    recipes: dict[tuple[str, int], list[Run]] = {}
+    repeats: Counter = Counter()
+    for run in runs:
+        seed = (recipe(run), json.dumps(run.config.get("seed")))
+        repeats[seed] += 1
+        recipes.setdefault((seed[0], repeats[seed]), []).append(run)
+    labels = [group_label(members) for members in recipes.values()]
+    counts, seen = Counter(labels), Counter()
+    groups = []
+    for label, members in zip(labels, recipes.values()):
+        seen[label] += 1
+        groups.append(Group(label if counts[label] == 1 else f"{label} #{seen[label]}", members))
+    return groups
+
+
+def with_n(label: str, n: int) -> str:
+    return f"{label} (n={n})" if n > 1 else label
+
+
 def run_labels(paths: list[Path]) -> list[str]:
     """Directory names, with the parent's name added where two runs share one."""
     names = [p.resolve().name for p in paths]
@@ -101,39 +184,45 @@ def mixed_protocol_warnings(groups: list[tuple[str, str]]) -> list[str]:
     return warnings
 
 
-def plot_family(runs: list[Run], family: Family, out: Path) -> list[str]:
-    """Write <family>.png (+ .protocol.json beside it); returns warnings about mixed protocols."""
+def plot_family(groups: list[Group], family: Family, out: Path) -> list[str]:
+    """Write <family>.png (+ .protocol.json beside it), a line per group with its seeds' ± std band;
+    returns warnings about mixed protocols."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
-    groups = panels(runs, family)
-    columns = min(3, len(groups))
-    rows = -(-len(groups) // columns)
+    runs = [run for group in groups for run in group.runs]
+    series = panels(runs, family)
+    columns = min(3, len(series))
+    rows = -(-len(series) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.6 * rows), squeeze=False)
     saved = []
-    for ax, (key, protocol) in zip(axes.flat, groups):
-        title = panel_title(key, protocol, groups)
-        for index, run in enumerate(runs):  # a run keeps its colour in every panel
-            points = run.series.get((key, protocol))
+    for ax, (key, protocol) in zip(axes.flat, series):
+        title = panel_title(key, protocol, series)
+        for index, group in enumerate(groups):  # a group keeps its colour in every panel
+            points, n = group.band((key, protocol))
             if points:
-                ax.plot(*zip(*points), color=f"C{index}", marker="o" if len(points) < 30 else None,
-                        markersize=3, label=run.label)
+                steps, means, stds = map(np.array, zip(*points))
+                ax.plot(steps, means, color=f"C{index}", marker="o" if len(points) < 30 else None,
+                        markersize=3, label=with_n(group.label, n))
+                if n > 1:
+                    ax.fill_between(steps, means - stds, means + stds, color=f"C{index}", alpha=0.2, linewidth=0)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         saved.append({"key": key, "protocol": json.loads(protocol),
                       "runs": [r.label for r in runs if (key, protocol) in r.series]})
-    for ax in list(axes.flat)[len(groups):]:
+    for ax in list(axes.flat)[len(series):]:
         ax.set_visible(False)
     fig.suptitle(family.title)
     fig.tight_layout()
     fig.savefig(out / f"{family.name}.png", dpi=100)
     plt.close(fig)
     (out / f"{family.name}.protocol.json").write_text(json.dumps(saved, indent=1))
-    return mixed_protocol_warnings(groups)
+    return mixed_protocol_warnings(series)
 
 
 _PAST_FAKES = re.compile(r"past_fakes/rejected_age(\d+)$")
@@ -252,26 +341,52 @@ def copy_latest_samples(run: Run, out: Path) -> list[Path]:
     return copies
 
 
-def summary_table(run: Run) -> list[str]:
-    lines = ["| metric | final | at step | best | at step | protocol |", "|---|---|---|---|---|---|"]
+def mean_std(values: list[float]) -> str:
+    average, std = spread(values)
+    return f"{average:.4g} ± {std:.2g}" if len(values) > 1 else f"{average:.4g}"
+
+
+def value_and_steps(points: list[tuple[int, float]]) -> str:
+    """'mean ± std | step' cells of the runs' (step, value): the step, or each run's where they differ."""
+    steps, values = zip(*points)
+    return f"{mean_std(values)} | {steps[0] if len(set(steps)) == 1 else ', '.join(map(str, steps))}"
+
+
+def summary_table(group: Group) -> list[str]:
+    """Each metric's final and best record, mean ± std over the group's seeds, n: the seeds that logged it."""
+    lines = ["| metric | final | at step | best | at step | n | protocol |", "|---|---|---|---|---|---|---|"]
     for family in FAMILIES:
-        for (key, protocol), points in sorted(run.series.items()):
-            if not family.selects(key):
-                continue
-            final_step, final = points[-1]
-            pick = min if family.lower_is_better else max
-            best_step, best = pick(points, key=lambda p: p[1])
-            lines.append(f"| {key} | {final:.4g} | {final_step} | {best:.4g} | {best_step} | "
+        for key, protocol in panels(group.runs, family):
+            finals, bests = group.ends((key, protocol), family.lower_is_better)
+            lines.append(f"| {key} | {value_and_steps(finals)} | {value_and_steps(bests)} | {len(finals)} | "
                          f"{describe(json.loads(protocol))} |")
     return lines
 
 
-def run_header(run: Run) -> str:
-    cfg = run.config
+def forgetting_table(groups: list[Group]) -> list[str]:
+    """The probe's peak against its final, a row per group and layer; none without probes."""
+    probe = next(family for family in FAMILIES if family.name == "probe")
+    lines = []
+    for group in groups:
+        for key, protocol in panels(group.runs, probe):
+            finals, peaks = group.ends((key, protocol), lower_is_better=False)
+            drops = [peak - final for (_, peak), (_, final) in zip(peaks, finals)]
+            lines.append(f"| {group.label} | {key} | {value_and_steps(peaks)} | {value_and_steps(finals)} | "
+                         f"{mean_std(drops)} | {len(finals)} | {describe(json.loads(protocol))} |")
+    header = ["| runs | probe | peak | at step | final | at step | peak - final | n | protocol |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    return header + lines if lines else []
+
+
+def group_header(group: Group) -> str:
+    cfg = group.runs[0].config
     method, data = cfg.get("method", {}), cfg.get("data", {})
     facts = [f"method `{method.get('name', '?')}`", f"data `{data.get('name', '?')}`",
              f"{cfg.get('trainer', {}).get('steps', '?')} steps"] if cfg else ["no config.yaml"]
-    return f"`{run.path}`: " + ", ".join(facts)
+    if len(group.runs) == 1:
+        return f"`{group.runs[0].path}`: " + ", ".join(facts)
+    where = ", ".join(f"`{run.path}` (seed {run.config.get('seed', '?')})" for run in group.runs)
+    return f"{len(group.runs)} seeds of one recipe, {where}: " + ", ".join(facts)
 
 
 def find_runs(paths: list[Path]) -> tuple[list[Path], list[str]]:
@@ -298,13 +413,16 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> Path:
     returns report.md's path."""
     paths, labels = find_runs([Path(p) for p in run_dirs])
     runs = [load_run_metrics(p, label) for p, label in zip(paths, labels)]
+    groups = group_runs(runs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     lines = ["# ssgen report", ""]
+    if forgetting := forgetting_table(groups):
+        lines += ["## Linear probe: peak against final (mean ± std over seeds)", ""] + forgetting + [""]
     warnings, figures = [], []
     for family in FAMILIES:
         if panels(runs, family):
-            warnings += plot_family(runs, family, out)
+            warnings += plot_family(groups, family, out)
             figures.append(family)
     if warnings:
         lines += ["**Warning:** some figures were measured under different protocols and are not comparable; "
@@ -315,10 +433,13 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> Path:
     if plot_past_fakes(runs, out):
         lines += ["## Past fakes D still rejects vs step (label-free forgetting)", "", "![past_fakes](past_fakes.png)", ""]
     lines += plot_nonstationary(runs, out)
-    for run in runs:
-        lines += [f"## Run {run.label}", "", run_header(run), ""]
-        lines += summary_table(run) if run.series else ["No FID/FD, probe or task accuracy recorded."]
-        lines += [""] + [f"![{p.stem}]({p.relative_to(out)})" for p in copy_latest_samples(run, out)] + [""]
+    for group in groups:
+        title = f"## Runs {with_n(group.label, len(group.runs))}" if len(group.runs) > 1 else f"## Run {group.label}"
+        lines += [title, "", group_header(group), ""]
+        recorded = any(run.series for run in group.runs)
+        lines += summary_table(group) if recorded else ["No FID/FD, probe or task accuracy recorded."]
+        samples = [p for run in group.runs for p in copy_latest_samples(run, out)]
+        lines += [""] + [f"![{p.stem}]({p.relative_to(out)})" for p in samples] + [""]
     report = out / "report.md"
     report.write_text("\n".join(lines))
     return report
