@@ -6,7 +6,9 @@ User errors (bad config, data, checkpoint, environment) print one line and exit 
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -43,6 +45,19 @@ def config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
     return changes
 
 
+def parse_seeds(text: str) -> list[int]:
+    """--seeds' value: distinct non-negative integers, comma-separated."""
+    seeds = []
+    for item in text.split(","):
+        if not re.fullmatch(r"[0-9]+", item.strip()):
+            raise ConfigError(f"--seeds {text!r}: {item.strip()!r} is not a seed; expected distinct non-negative "
+                              "integers separated by commas, e.g. --seeds 0,1,2")
+        if int(item) in seeds:
+            raise ConfigError(f"--seeds {text!r}: seed {int(item)} is listed twice; each seed is one run directory")
+        seeds.append(int(item))
+    return seeds
+
+
 def resume_config(run_dir: Path, config_path: str | None, overrides: tuple[str, ...], force: bool) -> Config:
     """The saved config of a run, with any changes refused unless --force."""
     saved_file = run_dir / CONFIG_FILE
@@ -77,18 +92,29 @@ def resume_config(run_dir: Path, config_path: str | None, overrides: tuple[str, 
 @click.option("--no-progress", is_flag=True,
               help="No progress bar: a plain line every trainer.log_every steps instead (the default when "
                    "the output is not a terminal).")
-def train(config_path, overrides, resume_dir, force, overwrite, no_progress):
+@click.option("--seeds", metavar="0,1,2",
+              help="Train the config once per seed, one after the other, seed set and run_dir given the suffix "
+                   "-s<seed> (runs/gan: runs/gan-s0, runs/gan-s1 ...), for `ssgen report` to draw as one line with "
+                   "a ± std band. With --resume RUN_DIR: resume each RUN_DIR-s<seed>.")
+def train(config_path, overrides, resume_dir, force, overwrite, no_progress, seeds):
     """Train a method (GAN, SS-GAN, RotNet, autoencoders ...) from a config.
 
     The run directory (`run_dir`, default runs/<config name>) receives config.yaml, checkpoints/,
     tb/ (TensorBoard), samples/ and metrics.jsonl. A fresh run refuses a directory that already
     holds a run (--resume it, choose another run_dir, or --overwrite). After SIGTERM or Ctrl-C
-    the checkpoint is written and the exit status is 128 + the signal number (143, 130)."""
+    the checkpoint is written and the exit status is 128 + the signal number (143, 130).
+
+    --seeds runs one recipe under several seeds: a flag rather than a script, since each seed is
+    this same command with two values changed, and --resume, --overwrite and the config checks
+    apply to every seed's directory as they do to one. All seeds' configs are checked before the
+    first one trains; a stop (SIGTERM, Ctrl-C) ends the whole list."""
     from ssgen.train.trainer import Stopped
     from ssgen.train.trainer import train as run_training
 
+    seed_list = parse_seeds(seeds) if seeds is not None else []  # --seeds '' is a bad list, not no list
     if resume_dir:
-        cfg = resume_config(Path(resume_dir), config_path, overrides, force)
+        run_dirs = [f"{resume_dir}-s{seed}" for seed in seed_list] or [resume_dir]
+        configs = [resume_config(Path(run_dir), config_path, overrides, force) for run_dir in run_dirs]
     elif config_path is None:
         names = ", ".join(p.name for p in sorted(CONFIGS_DIR.glob("*.yaml")))
         raise ConfigError(f"ssgen train needs --config FILE (or --resume RUN_DIR); shipped configs in {CONFIGS_DIR}: "
@@ -96,16 +122,20 @@ def train(config_path, overrides, resume_dir, force, overwrite, no_progress):
                           f"{CONFIGS_DIR / 'quick.yaml'}")
     else:
         cfg = with_absolute_paths(load_config(config_path, overrides))
+        configs = [dataclasses.replace(cfg, seed=seed, run_dir=f"{cfg.run_dir}-s{seed}") for seed in seed_list] or [cfg]
     main_process = os.environ.get("RANK", "0") == "0"  # the trainer speaks from rank 0 alone; so do we
-    try:
-        run_dir = run_training(cfg, resume=bool(resume_dir), progress=not no_progress, overwrite=overwrite,
-                               log=lambda msg: click.echo(msg, err=True))
-    except Stopped as stop:
+    for index, cfg in enumerate(configs):
+        if seed_list and main_process:
+            click.echo(f"seed {cfg.seed} ({index + 1} of {len(configs)}): {cfg.run_dir}", err=True)
+        try:
+            run_dir = run_training(cfg, resume=bool(resume_dir), progress=not no_progress, overwrite=overwrite,
+                                   log=lambda msg: click.echo(msg, err=True))
+        except Stopped as stop:
+            if main_process:
+                click.echo(f"run directory: {stop.run_dir}")
+            sys.exit(stop.exit_status)
         if main_process:
-            click.echo(f"run directory: {stop.run_dir}")
-        sys.exit(stop.exit_status)
-    if main_process:
-        click.echo(f"run directory: {run_dir}")
+            click.echo(f"run directory: {run_dir}")
 
 
 @cli.command()

@@ -185,7 +185,11 @@ def report(run_dirs, out):
     self-supervised task accuracy (rotation ...) vs step, the latest sample grids, and a table of final and best figures per run.
 
     A folder that is not itself a run stands for every run below it (`ssgen report runs/`),
-    each labelled by its path inside that folder."""
+    each labelled by its path inside that folder.
+
+    Runs whose config.yaml differ in seed (and run_dir) alone are seeds of one recipe (`ssgen train
+    --seeds 0,1,2`): one line, their mean, with a ± std band and n in the legend ("gan (n=3)"), and
+    mean ± std in the tables, the probe's peak against final first. Any other difference keeps runs apart."""
     from ssgen.eval.report import write_report
 
     click.echo(f"report: {write_report(list(run_dirs), out)}")
