@@ -182,7 +182,7 @@ def test_the_report_draws_the_task_curve_and_tabulates_each_task_cycle_by_cycle(
     train(load_config(PLAIN, [f"run_dir={run}", *TINY, "trainer.steps=40", "eval.accuracy.every=1",
                               "eval.probe.every=20", "eval.probe.train_size=40", "eval.probe.test_size=20"]),
           progress=False, log=lambda m: None)
-    lines = (write_report([run], tmp_path / "report")).read_text().splitlines()
+    lines = write_report([run], tmp_path / "report").read_text().splitlines()
     assert (tmp_path / "report" / "nonstationary.png").is_file()
     table = lines[lines.index("| task (class) | cycle 1 | cycle 2 |") + 2:][:10]
     accuracy = {step: metrics["accuracy/task_balanced"] for step, metrics, _ in scored(run)}

@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass
 from statistics import mean, stdev
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import yaml
 
@@ -184,6 +184,19 @@ def mixed_protocol_warnings(groups: list[tuple[str, str]]) -> list[str]:
     return warnings
 
 
+def plot_band(ax, group: Group, series: SeriesKey, index: int, suffix: str = "") -> None:
+    """The group's mean over its seeds in colour C<index>, and a ± std band where it has several."""
+    import numpy as np
+
+    points, n = group.band(series)
+    if points:
+        steps, means, stds = map(np.array, zip(*points))
+        ax.plot(steps, means, color=f"C{index}", marker="o" if len(points) < 30 else None,
+                markersize=3, label=with_n(group.label, n) + suffix)
+        if n > 1:
+            ax.fill_between(steps, means - stds, means + stds, color=f"C{index}", alpha=0.2, linewidth=0)
+
+
 def plot_family(groups: list[Group], family: Family, out: Path) -> list[str]:
     """Write <family>.png (+ .protocol.json beside it), a line per group with its seeds' ± std band;
     returns warnings about mixed protocols."""
@@ -191,7 +204,6 @@ def plot_family(groups: list[Group], family: Family, out: Path) -> list[str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     runs = [run for group in groups for run in group.runs]
     series = panels(runs, family)
@@ -202,13 +214,7 @@ def plot_family(groups: list[Group], family: Family, out: Path) -> list[str]:
     for ax, (key, protocol) in zip(axes.flat, series):
         title = panel_title(key, protocol, series)
         for index, group in enumerate(groups):  # a group keeps its colour in every panel
-            points, n = group.band((key, protocol))
-            if points:
-                steps, means, stds = map(np.array, zip(*points))
-                ax.plot(steps, means, color=f"C{index}", marker="o" if len(points) < 30 else None,
-                        markersize=3, label=with_n(group.label, n))
-                if n > 1:
-                    ax.fill_between(steps, means - stds, means + stds, color=f"C{index}", alpha=0.2, linewidth=0)
+            plot_band(ax, group, (key, protocol), index)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
@@ -266,18 +272,29 @@ def plot_past_fakes(runs: list[Run], out: Path) -> bool:
 TASK_KEY = "accuracy/task_balanced"  # a classifier under a one-vs-all label schedule (eval/accuracy.py)
 
 
-def task_curve(run: Run) -> tuple[list[tuple[int, float]], dict] | None:
-    """The current task's held-out balanced accuracy and its protocol (which names the schedule)."""
-    return next(((points, json.loads(protocol)) for (key, protocol), points in run.series.items() if key == TASK_KEY), None)
+def task_series(group: Group) -> SeriesKey | None:
+    """The current task's held-out balanced accuracy, under the protocol that names the schedule."""
+    return next((series for run in group.runs for series in run.series if series[0] == TASK_KEY), None)
 
 
-def plot_nonstationary(runs: list[Run], out: Path) -> list[str]:
+def period_means(points: Iterable[tuple[int, float]], every: int, tasks: int) -> dict[tuple[int, int], float]:
+    """{(cycle, task): the mean of the evaluations after the task's steps in that cycle}; step 0,
+    before any training, belongs to none."""
+    periods: dict[tuple[int, int], list[float]] = {}
+    for step, value in points:
+        if step > 0:
+            periods.setdefault(divmod((step - 1) // every, tasks), []).append(value)
+    return {period: mean(values) for period, values in periods.items()}
+
+
+def plot_nonstationary(groups: list[Group], out: Path) -> list[str]:
     """nonstationary.png (SS-GAN's Figure 2): the current task's balanced accuracy vs step and the
-    10-class probe beside it, a grey line at each task switch and a dashed one at each cycle's end;
-    and a table per run of each task's mean held-out accuracy over its period, cycle by cycle: how a
-    task fares when it returns. Report lines; none where no run had a label schedule."""
-    curves = [(index, run, *curve) for index, run in enumerate(runs) if (curve := task_curve(run))]
-    if not curves:
+    10-class probe beside it, a line per group with its seeds' band, a grey line at each task switch
+    and a dashed one at each cycle's end; and a table per group of each task's mean held-out accuracy
+    over its period, cycle by cycle (mean ± std over seeds): how a task fares when it returns. Report
+    lines; none where no run had a label schedule."""
+    scheduled = [(index, group, series) for index, group in enumerate(groups) if (series := task_series(group))]
+    if not scheduled:
         return []
     import matplotlib
 
@@ -287,30 +304,30 @@ def plot_nonstationary(runs: list[Run], out: Path) -> list[str]:
     fig, (task_ax, probe_ax) = plt.subplots(1, 2, figsize=(12, 3.6), sharex=True)
     lines = ["## Non-stationary classifier: the current task and the 10-class probe", "",
              "![nonstationary](nonstationary.png)", ""]
-    for index, run, points, protocol in curves:  # a run keeps its colour from the other figures
-        task_ax.plot(*zip(*points), color=f"C{index}", label=run.label)
-        for (key, _), probe in sorted(run.series.items()):
-            if key.startswith("probe/"):
-                probe_ax.plot(*zip(*probe), color=f"C{index}", marker="o", markersize=3, label=f"{run.label} {key}")
+    for index, group, series in scheduled:  # a group keeps its colour from the other figures
+        plot_band(task_ax, group, series, index)
+        for probe in sorted({s for run in group.runs for s in run.series if s[0].startswith("probe/")}):
+            plot_band(probe_ax, group, probe, index, f" {probe[0]}")
+        protocol = json.loads(series[1])
         every, order = protocol["task_every"], protocol["task_order"]
-        periods: dict[tuple[int, int], list[float]] = {}  # (cycle, task) -> the evaluations after its steps
-        for step, value in points:
-            if step > 0:  # step 0 precedes all training
-                periods.setdefault(divmod((step - 1) // every, len(order)), []).append(value)
-        cycles = sorted({cycle for cycle, _ in periods})
-        lines += [f"Run {run.label}: mean held-out balanced accuracy of each task over its period of {every} steps",
-                  "", "| task (class) | " + " | ".join(f"cycle {c + 1}" for c in cycles) + " |",
-                  "|---|" + "---|" * len(cycles)]
+        runs = [period_means(curve.items(), every, len(order)) for curve in group.curves(series)]
+        cycles = sorted({cycle for periods in runs for cycle, _ in periods})
+        lines += [f"{with_n(group.label, len(runs))}: mean held-out balanced accuracy of each task over its "
+                  f"period of {every} steps", "",
+                  "| task (class) | " + " | ".join(f"cycle {c + 1}" for c in cycles) + " |", "|---|" + "---|" * len(cycles)]
         for task, label in enumerate(order):
-            means = [periods.get((cycle, task)) for cycle in cycles]
-            lines.append(f"| {task + 1} ({label}) | " + " | ".join(f"{sum(m) / len(m):.3f}" if m else "-" for m in means) + " |")
+            cells = [[periods[cycle, task] for periods in runs if (cycle, task) in periods] for cycle in cycles]
+            lines.append(f"| {task + 1} ({label}) | " + " | ".join(
+                "-" if not cell else f"{cell[0]:.3f}" if len(runs) == 1 else "{:.3f} ± {:.3f}".format(*spread(cell))
+                for cell in cells) + " |")
         lines.append("")
-    every, tasks = curves[0][3]["task_every"], len(curves[0][3]["task_order"])
-    last = max(step for _, _, points, _ in curves for step, _ in points)
+    protocol = json.loads(scheduled[0][2][1])
+    every, cycle = protocol["task_every"], protocol["task_every"] * len(protocol["task_order"])
+    last = max(step for _, group, series in scheduled for curve in group.curves(series) for step in curve)
     for ax, title in ((task_ax, "current task's balanced accuracy (held out)"), (probe_ax, "linear probe top-1, all classes")):
         for switch in range(every, last, every):
-            ax.axvline(switch, color="0.5" if switch % (every * tasks) == 0 else "0.85",
-                       linestyle="--" if switch % (every * tasks) == 0 else "-", linewidth=0.8, zorder=0)
+            ends = switch % cycle == 0
+            ax.axvline(switch, color="0.5" if ends else "0.85", linestyle="--" if ends else "-", linewidth=0.8, zorder=0)
         ax.set(title=title, xlabel="step")
         ax.grid(alpha=0.3, axis="y")
         ax.legend(fontsize=7)
@@ -432,7 +449,7 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> Path:
                   "", f"Protocols: `{family.name}.protocol.json`", ""]
     if plot_past_fakes(runs, out):
         lines += ["## Past fakes D still rejects vs step (label-free forgetting)", "", "![past_fakes](past_fakes.png)", ""]
-    lines += plot_nonstationary(runs, out)
+    lines += plot_nonstationary(groups, out)
     for group in groups:
         title = f"## Runs {with_n(group.label, len(group.runs))}" if len(group.runs) > 1 else f"## Run {group.label}"
         lines += [title, "", group_header(group), ""]
