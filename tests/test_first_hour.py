@@ -173,7 +173,8 @@ def test_report_over_a_folder_of_runs_labels_each_by_its_path(ssgen, tmp_path):
     code, out, err = ssgen("report", tmp_path / "runs", "--out", tmp_path / "report")
     assert code == 0, err
     text = (tmp_path / "report" / "report.md").read_text()
-    assert "## Run cpu/seed0" in text and "## Run cpu/seed1" in text
+    # Two seeds of one recipe are one group, named by their folder, each run listed by its path.
+    assert "## Runs cpu (n=2)" in text and "cpu/seed0` (seed 0)" in text and "cpu/seed1` (seed 1)" in text
     code, _, err = ssgen("report", tmp_path / "report", "--out", tmp_path / "r2")
     assert code == 2 and "holds no runs" in err
 
