@@ -3,7 +3,7 @@ kept, loaded with weights_only=True), and a trained method rebuilt from them. Be
 and the evaluators, which both read runs.
 
 A checkpoint is a dict of tensors and plain containers:
-    {"format", "step", "config", "method", "optimizers", "rng", "batches", "best"}
+    {"format", "step", "config", "method", "optimizers", "rng", "batches", "best", "evaluators"}
 so loading one never executes code from the file.
 """
 

@@ -29,10 +29,11 @@ from torch import nn
 
 from ssgen.augment import Augmenter, view_configs
 from ssgen.checkpoint import FINETUNED_FORMAT as FORMAT, atomic_save, build_method, read_checkpoint_file
-from ssgen.config import Config, OptimConfig, config_from_dict, to_dict
+from ssgen.config import Config, OptimConfig, ProbeConfig, config_from_dict, to_dict
 from ssgen.console import ProgressReport
 from ssgen.errors import CheckpointError, ConfigError, SsgenError
-from ssgen.eval.probe import LinearClassifier, ProbeData, extract_features, fit_linear_classifier, top1
+from ssgen.eval.probe import (LinearClassifier, ProbeData, classifier_description, extract_features,
+                              fit_linear_classifier, top1)
 from ssgen.images import to_float
 from ssgen.methods.base import Method
 from ssgen.optim import build_scaled_optimizer, set_learning_rates
@@ -50,7 +51,8 @@ class FinetuneConfig:
         name="adam", lr=1e-3, betas=[0.9, 0.999], schedule="cosine"))  # the head's rate
     trunk_lr_scale: float = 0.1      # the pretrained part's rate / the head's
     augment: str = "weak"            # an ssgen.augment preset's first view, or "none"
-    max_iter: int = 100              # stage 1: L-BFGS iterations (the probe's budget)
+    max_iter: int = ProbeConfig.max_iter    # stage 1: the probe's fit, to its tolerance, capped here
+    tolerance: float = ProbeConfig.tolerance
     l2: float = 1e-4                 # stage 1: the probe's weight penalty
     feature_batch: int = 500         # images per pass when extracting features or testing
     seed: int = 0                    # batch order and augmentation draws
@@ -64,7 +66,7 @@ class FinetuneConfig:
 
     def linear_protocol(self) -> dict:
         """What stage 1's figure depends on."""
-        return {"layer": self.layer, "stage1": f"logistic regression, L-BFGS {self.max_iter} it, l2 {self.l2:g}"}
+        return {"layer": self.layer, "stage1": classifier_description(self.tolerance, self.max_iter, self.l2)}
 
     def protocol(self) -> dict:
         """What stage 2's figure depends on: stage 1's, and its own."""
@@ -139,8 +141,10 @@ def linear_stage(method: Method, data: ProbeData, cfg: FinetuneConfig, device: t
     test = extract_features(method, data.test_images, [cfg.layer], cfg.feature_batch, device, log,
                             "test features")[cfg.layer]
     if log is not None:
-        log(f"stage 1: fitting the linear classifier ({cfg.max_iter} L-BFGS iterations)")
-    head, _ = fit_linear_classifier(train, data.train_labels, data.num_classes, cfg.max_iter, cfg.l2)
+        log(f"stage 1: fitting the linear classifier ({classifier_description(cfg.tolerance, cfg.max_iter, cfg.l2)})")
+    head, fit = fit_linear_classifier(train, data.train_labels, data.num_classes, cfg.max_iter, cfg.l2, cfg.tolerance)
+    if log is not None:
+        log(f"stage 1: {fit.iterations} L-BFGS iterations, {'converged' if fit.converged else 'NOT converged'}")
     with torch.no_grad():
         accuracy = top1(head(test), data.test_labels)
     return FinetunedNetwork(method, cfg.layer, head), accuracy

@@ -264,7 +264,7 @@ def finetune(checkpoint, labels, layer, steps, batch_size, optimizer, lr, trunk_
                          batch_size=batch_size, trunk_lr_scale=trunk_lr_scale, augment=augment,
                          optim=OptimConfig(name=optimizer, lr=lr, betas=[0.9, 0.999], momentum=momentum,
                                            weight_decay=weight_decay, schedule=schedule),
-                         max_iter=run.cfg.eval.probe.max_iter, l2=run.cfg.eval.probe.l2,
+                         max_iter=run.cfg.eval.probe.max_iter, tolerance=run.cfg.eval.probe.tolerance, l2=run.cfg.eval.probe.l2,
                          feature_batch=run.cfg.eval.probe.batch_size, seed=run.cfg.seed if seed is None else seed)
     data_cfg = data_config(run.cfg, data_path, data_name)
     if test_size is not None:

@@ -43,12 +43,16 @@ class ProbeData:
 
     def protocol(self, cfg: ProbeConfig) -> dict:
         return {**self.description("linear probe top-1"),
-                "classifier": f"logistic regression, L-BFGS to gradient max-abs {cfg.tolerance:g} "
-                              f"(at most {cfg.max_iter} it), l2 {cfg.l2:g}"}
+                "classifier": classifier_description(cfg.tolerance, cfg.max_iter, cfg.l2)}
 
     def description(self, metric: str) -> dict:
         return {"metric": metric, "dataset": self.dataset, "train_split": "train", "test_split": "test",
                 "train_size": len(self.train_labels), "test_size": len(self.test_labels)}
+
+
+def classifier_description(tolerance: float, max_iter: int, l2: float) -> str:
+    """The fit's rule in a protocol: what the probe's and fine-tuning's stage-1 figures depend on."""
+    return f"logistic regression, L-BFGS to gradient max-abs {tolerance:g} (at most {max_iter} it), l2 {l2:g}"
 
 
 @torch.no_grad()
