@@ -1,0 +1,145 @@
+"""How close to the machine is a training step? Its matrix FLOPs (convolutions and matmuls, forward
+and backward, counted with torch's flop formulas over one real step) over its time, against what
+this machine reaches on a dense GEMM and on the step's own convolutions run alone, in fp32 and bf16.
+
+    python tools/step_vs_peak.py --config configs/ssgan_cifar10.yaml [--threads 2] [--steps 5] [--set k=v ...]
+
+Three figures per precision:
+- GEMM peak: a square matmul of --gemm rows (2048: large enough to reach the matrix units' rate);
+- the step's convolutions alone: every Conv2d shape of one G and D forward (recorded by hooks),
+  replayed forward, back to back, on random tensors; what these shapes reach without the rest;
+- the step: its FLOPs / its median time over --rounds of --steps G steps (bf16: under autocast).
+The gap between the second and the third is the step's non-convolution work (activations,
+normalisation, optimizer, data movement); between the first and the second, the shapes' own limit.
+Synthetic device-resident batches, as tools/bench_train.py: the step, not the dataset, is timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
+
+from ssgen.checkpoint import build_method
+from ssgen.config import load_config
+from ssgen.parallel import resolve_device
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+
+
+class MatrixFlops(TorchDispatchMode):
+    """Counts the FLOPs of every op torch's flop counter knows (convolutions, their backward, matmuls).
+    Its own mode because torch's FlopCounterMode tracks modules with hooks that autograd.grad,
+    which ssgen's steps use, does not support."""
+
+    def __init__(self):
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        count = flop_registry.get(func._overloadpacket)
+        if count is not None:
+            self.total += count(*args, **kwargs, out_val=out)
+        return out
+
+
+def timed(fn, repeats: int) -> float:
+    """Median seconds of fn() over `repeats` calls, after one untimed call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def gemm_gflops(n: int, dtype: torch.dtype, device) -> float:
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    return 2 * n**3 / timed(lambda: a @ b, 5) / 1e9
+
+
+def conv_shapes(method, batch: torch.Tensor) -> list[tuple[tuple, torch.nn.Conv2d]]:
+    """(input shape, module) of every Conv2d call in one G forward and one D forward of its fakes."""
+    calls = []
+    hooks = [m.register_forward_pre_hook(lambda mod, args: calls.append((tuple(args[0].shape), mod)))
+             for m in method.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        method.D(method.G(method.noise(len(batch))))
+    for hook in hooks:
+        hook.remove()
+    return calls
+
+
+def convs_alone_gflops(calls, dtype: torch.dtype, device) -> float:
+    """The recorded convolutions replayed forward on random tensors of `dtype`."""
+    work = []
+    for shape, conv in calls:
+        x = torch.randn(shape, device=device, dtype=dtype)
+        w = conv.weight.detach().to(dtype)
+        work.append((x, w, conv.stride, conv.padding, conv.dilation, conv.groups))
+
+    def run():
+        for x, w, stride, padding, dilation, groups in work:
+            F.conv2d(x, w, None, stride, padding, dilation, groups)
+
+    with MatrixFlops() as counter:
+        run()
+    return counter.total / timed(run, 5) / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="configs/ssgan_cifar10.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--steps", type=int, default=3, help="timed G steps per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--gemm", type=int, default=2048, help="rows of the square GEMM that measures the peak")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = load_config(args.config, [*args.overrides, "trainer.precision=fp32"])  # autocast is set here, per row
+    device = resolve_device(cfg.trainer.device)
+    print(f"device {device.type}, {torch.get_num_threads()} threads, torch {torch.__version__}; config {args.config} "
+          f"{' '.join(args.overrides)}; batch {cfg.trainer.batch_size}")
+    torch.manual_seed(cfg.seed)
+    method = build_method(cfg, device)
+    method.optimizers()
+    pool = torch.rand(8, cfg.trainer.batch_size, 3, cfg.data.resolution, cfg.data.resolution, device=device) * 2 - 1
+    counter = iter(range(10**12))
+
+    def next_batch():
+        return pool[next(counter) % len(pool)]
+
+    calls = conv_shapes(method, pool[0])
+    print(f"{'precision':9} {'GEMM peak':>12} {'convs alone':>12} {'step':>12} {'step/peak':>9} {'s/step':>8}")
+    for name, dtype in PRECISIONS.items():
+        amp = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+        with amp, MatrixFlops() as flops:
+            method.train_step(next_batch)  # one G step: n_dis D updates and one G update
+        step_flops = flops.total
+
+        def steps():
+            with amp:
+                for _ in range(args.steps):
+                    method.train_step(next_batch)
+
+        seconds = statistics.median(timed(steps, 1) for _ in range(args.rounds)) / args.steps
+        peak = gemm_gflops(args.gemm, dtype or torch.float32, device)
+        alone = convs_alone_gflops(calls, dtype or torch.float32, device)
+        step = step_flops / seconds / 1e9
+        print(f"{name:9} {peak:9.1f} GF/s {alone:9.1f} GF/s {step:9.1f} GF/s {step / peak:8.1%} {seconds:8.3f}")
+    print(f"one G step: {step_flops / 1e9:.2f} GFLOP of convolutions and matmuls (forward and backward)")
+
+
+if __name__ == "__main__":
+    main()
