@@ -1,4 +1,5 @@
-"""Atomic file writes: a crash (kill -9, power cut) leaves the old content or the new, never a torn file."""
+"""Atomic file writes: a crash (kill -9, power cut) leaves the old content or the new, never a torn
+file; and the stat identity that tells a changed file from the one a cache saw."""
 
 from __future__ import annotations
 
@@ -29,3 +30,11 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None] | bytes | s
         os.fsync(directory)  # make the rename itself durable
     finally:
         os.close(directory)
+
+
+def stat_identity(path: str | Path) -> str:
+    """What changes when a file's content may have: device, inode, size, mtime and ctime. A file
+    replaced by another with the same size and mtime (a copy with its times kept, os.utime) has a
+    new inode, or a new ctime: the kernel sets ctime on every write and rename, and none can set it back."""
+    stat = os.stat(path)
+    return f"{stat.st_dev}:{stat.st_ino}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}"

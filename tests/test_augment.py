@@ -154,4 +154,33 @@ def test_unknown_preset_lists_the_valid_ones():
 
 def test_presets_are_fresh_copies():
     view_configs("dino")[-1].count = 9
-    assert view_configs("dino")[-1].count == 4
+    assert view_configs("dino")[-1].count == 6
+
+
+# Each preset's parameters as its named source writes them at 32 px (ssgen/augment/views.py):
+# (size, crop_scale, jitter, blur_p, solarize_p, count) a view kind; flip 0.5, grayscale 0.2 and
+# jitter p 0.8 in all of them.
+SIMCLR_JITTER, BYOL_JITTER = [0.4, 0.4, 0.4, 0.1], [0.4, 0.4, 0.2, 0.1]
+SOLO_LEARN_ASYMMETRIC = [(1.0, [0.08, 1.0], BYOL_JITTER, 0.0, 0.0, 1),  # byol.yaml and dino.yaml
+                         (1.0, [0.08, 1.0], BYOL_JITTER, 0.0, 0.2, 1)]
+SOURCES = {
+    "simclr": [(1.0, [0.08, 1.0], SIMCLR_JITTER, 0.0, 0.0, 2)],           # SimCLR appendix B.9
+    "byol": SOLO_LEARN_ASYMMETRIC,                                         # lightly's benchmark: blur 0 too
+    "moco_v2": [(1.0, [0.08, 1.0], SIMCLR_JITTER, 0.5, 0.0, 2)],          # solo-learn symmetric_weak.yaml
+    "dino": [(1.0, [0.4, 1.0], BYOL_JITTER, 0.0, 0.0, 1),                  # DINO's global_crops_scale
+             (1.0, [0.4, 1.0], BYOL_JITTER, 0.0, 0.2, 1),
+             (0.5, [0.05, 0.4], BYOL_JITTER, 0.0, 0.0, 6)],                # lightly's n_local_views
+    "dino_cifar": SOLO_LEARN_ASYMMETRIC,
+}
+
+
+@pytest.mark.parametrize("preset", sorted(SOURCES))
+def test_preset_matches_its_named_source(preset):
+    views = view_configs(preset)
+    assert [(v.size, v.crop_scale, v.jitter, v.blur_p, v.solarize_p, v.count) for v in views] == SOURCES[preset]
+    assert all((v.flip, v.grayscale_p, v.jitter_p, v.crop_ratio) == (0.5, 0.2, 0.8, [3 / 4, 4 / 3]) for v in views)
+
+
+def test_no_preset_blurs_at_32px_but_moco_v2s_named_recipe():
+    blurred = {name for name, views in PRESETS.items() if any(v.blur_p > 0 for v in views)}
+    assert blurred == {"moco_v2"}

@@ -1,5 +1,8 @@
 """Data layer: shapes determinism, folder/zip labels and splits, the resumable batch stream."""
 
+import os
+import shutil
+import time
 import zipfile
 
 import pytest
@@ -7,7 +10,7 @@ import torch
 from PIL import Image
 
 from ssgen.config import load_config
-from ssgen.data import BatchStream, build_dataset
+from ssgen.data import BatchStream, build_dataset, folder
 from ssgen.data.shapes import CLASSES, make_shapes
 from ssgen.errors import DataError
 
@@ -165,3 +168,64 @@ def test_ranks_take_disjoint_halves_of_the_global_batch():
 def test_fewer_images_than_a_batch_is_an_error():
     with pytest.raises(DataError, match="fewer than trainer.batch_size=32"):
         stream_of(n=10, batch=32)
+
+
+# ---------------------------------------------------------------- stale statistics
+def stored_png(path, colour):
+    """A solid image saved without compression: its size is the same in any colour."""
+    Image.new("RGB", (40, 30), colour).save(path, format="PNG", compress_level=0)
+    return path
+
+
+def blue_png_of_the_same_size(path):
+    """Blue bytes of the size of the red image `stored_png` wrote at `path`."""
+    data = stored_png(path.with_name("blue.tmp"), COLOURS["dog"]).read_bytes()
+    path.with_name("blue.tmp").unlink()
+    assert len(data) == path.stat().st_size
+    return data
+
+
+def replace_keeping_size_and_times(path, data):
+    """A copy with the old times put back (cp -p, then mv), renamed over `path`: name, size and mtime stay."""
+    stat = path.stat()
+    copy = path.with_name(path.name + ".new")
+    copy.write_bytes(data)
+    os.utime(copy, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    os.replace(copy, path)
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+
+
+def edit_in_place_keeping_size_and_times(path, data):
+    stat = path.stat()
+    time.sleep(0.05)  # past the kernel's coarse clock tick, so that the write's ctime is a new one
+    with open(path, "r+b") as f:
+        f.write(data)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_a_lazily_read_folder_notices_a_file_replaced_with_its_name_size_and_mtime(tmp_path, monkeypatch):
+    write_images(tmp_path / "train")
+    stored_png(tmp_path / "train" / "cat" / "0.png", COLOURS["cat"])
+    monkeypatch.setattr(folder, "IN_MEMORY_LIMIT", 0)  # read on demand, as folders over the limit are
+    cfg = data_config("data.name=folder", f"data.path={tmp_path / 'train'}", "data.resolution=16", "data.holdout=0")
+    before = build_dataset(cfg, "train")
+    assert not before.in_memory
+    cat = tmp_path / "train" / "cat" / "0.png"
+    replace_keeping_size_and_times(cat, blue_png_of_the_same_size(cat))
+    after = build_dataset(cfg, "train")
+    assert after.fingerprint() != before.fingerprint()  # the FD cache's key: statistics recomputed
+    assert tuple(after.get(slice(0, 1))[0][0, :, 8, 8].tolist()) == COLOURS["dog"]
+
+
+def test_the_in_memory_cache_notices_an_image_edited_in_place(tmp_path):
+    write_images(tmp_path / "train")
+    stored_png(tmp_path / "train" / "cat" / "0.png", COLOURS["cat"])
+    cfg = data_config("data.name=folder", f"data.path={tmp_path / 'train'}", "data.resolution=16", "data.holdout=0")
+    before = build_dataset(cfg, "train")
+    assert before.in_memory
+    cat = tmp_path / "train" / "cat" / "0.png"
+    edit_in_place_keeping_size_and_times(cat, blue_png_of_the_same_size(cat))
+    after = build_dataset(cfg, "train")  # the same process: a notebook measuring twice
+    assert tuple(after.get(slice(0, 1))[0][0, :, 8, 8].tolist()) == COLOURS["dog"]
+    assert after.fingerprint() != before.fingerprint()
+    assert build_dataset(cfg, "train") is after  # unchanged files: decoded once

@@ -2,6 +2,7 @@
 and the offline-Inception message."""
 
 import hashlib
+import os
 import warnings
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 
 from ssgen.config import Config
 from ssgen.eval import build_evaluators
-from ssgen.eval.fid import FrechetDistance, InceptionWeightsMissing, resolve_extractor
+from ssgen.eval.fid import FrechetDistance, InceptionWeightsMissing, file_sha256, resolve_extractor
 from ssgen.images import to_uint8
 from ssgen.methods.base import Method
 from ssgen.step import DataInfo
@@ -106,6 +107,19 @@ def test_reference_statistics_cached_by_content(extractor_file, tmp_path, monkey
     reference(changed)
     assert len(computed) == 2
     assert len(list((tmp_path / "cache" / "fid").glob("*.npz"))) == 2
+
+
+def test_an_extractor_replaced_with_the_same_size_and_mtime_is_hashed_again(tmp_path):
+    weights = tmp_path / "extractor.pt"
+    weights.write_bytes(b"a" * 4096)
+    assert file_sha256(weights) == hashlib.sha256(b"a" * 4096).hexdigest()
+    stat = weights.stat()
+    replacement = tmp_path / "extractor.pt.new"
+    replacement.write_bytes(b"b" * 4096)  # another network, the same size, its time set back
+    os.utime(replacement, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    os.replace(replacement, weights)
+    assert (weights.stat().st_size, weights.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    assert file_sha256(weights) == hashlib.sha256(b"b" * 4096).hexdigest()  # in the reference key
 
 
 @pytest.fixture

@@ -6,11 +6,12 @@ from torch import nn
 
 import ssgen.nets  # noqa: F401  (fills the registries)
 from ssgen.config import NetConfig
+from ssgen.nets.base import DiscriminatorConfig
 from ssgen.errors import ConfigError
 from ssgen.registry import DISCRIMINATORS, GENERATORS
 
 RESOLUTIONS = {"resnet": (32, 48, 64, 128), "dcgan": (32, 48, 64)}
-SMALL = NetConfig(width=16, z_dim=8)
+SMALL = DiscriminatorConfig(width=16, z_dim=8)  # a NetConfig too: builds G and D alike
 CASES = [(name, resolution) for name, resolutions in RESOLUTIONS.items() for resolution in resolutions]
 
 
@@ -48,14 +49,14 @@ def test_reference_cifar10_parameter_counts():
     # D: optimized block (151,680), a downsampling block with a 1x1 shortcut (311,680), two
     # blocks with identity shortcuts (295,168 each), critic linear(128, 1) (129).
     assert count(GENERATORS.get("resnet")(NetConfig(width=256), 32)) == 4_276_739
-    assert count(DISCRIMINATORS.get("resnet")(NetConfig(width=128), 32)) == 1_053_825
+    assert count(DISCRIMINATORS.get("resnet")(DiscriminatorConfig(width=128), 32)) == 1_053_825
     # sBN adds a z -> 32 -> 2C MLP per norm and drops the 2C affine parameters: +3.4%.
     assert count(GENERATORS.get("resnet")(NetConfig(width=256, sbn=True), 32)) == 4_420_323
 
 
 def test_reference_dcgan_parameter_counts():
     # The SNGAN paper's standard CNN at width 512: D's seven convs hold 2,926,272 weights.
-    assert count(DISCRIMINATORS.get("dcgan")(NetConfig(width=512), 32)) == 2_928_193
+    assert count(DISCRIMINATORS.get("dcgan")(DiscriminatorConfig(width=512), 32)) == 2_928_193
     assert count(GENERATORS.get("dcgan")(NetConfig(width=512), 32)) == 3_813_379
 
 
@@ -108,7 +109,7 @@ def test_unsupported_resolution_is_a_config_error(kind, name):
 
 def test_width_that_does_not_divide_into_the_stages_is_a_config_error():
     with pytest.raises(ConfigError, match="width 20 must be a multiple of 16"):
-        DISCRIMINATORS.get("resnet")(NetConfig(width=20), 64)
+        DISCRIMINATORS.get("resnet")(DiscriminatorConfig(width=20), 64)
 
 
 @pytest.mark.parametrize("name", sorted(RESOLUTIONS))

@@ -8,6 +8,7 @@ from torch.nn.utils import parametrize
 
 import ssgen.nets  # noqa: F401  (fills the registries)
 from ssgen.config import NetConfig
+from ssgen.nets.base import DiscriminatorConfig
 from ssgen.nets.autoencoder import build_autoencoder
 from ssgen.nets.blocks import (ResamplingBlock, SelfModulatedBatchNorm2d, conv_then_pool, downsample,
                                plain_resampling, sn_conv, sn_linear, upsample, upsample_then_conv)
@@ -23,7 +24,7 @@ def largest_singular_values(module: nn.Module) -> list[float]:
 @pytest.mark.parametrize("name", ["resnet", "dcgan"])
 def test_spectral_norm_keeps_every_d_weight_near_unit_norm(name):
     torch.manual_seed(0)
-    D = DISCRIMINATORS.get(name)(NetConfig(width=32), 32).train()
+    D = DISCRIMINATORS.get(name)(DiscriminatorConfig(width=32), 32).train()
     layers = [m for m in D.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     assert all(parametrize.is_parametrized(m, "weight") for m in layers)
     x = torch.randn(4, 3, 32, 32)
@@ -32,7 +33,7 @@ def test_spectral_norm_keeps_every_d_weight_near_unit_norm(name):
     sigmas = largest_singular_values(D)
     assert len(sigmas) == len(layers) and all(0.99 < s < 1.05 for s in sigmas), sigmas
     # Without spectral norm the same init is far from unit norm: the test measures something.
-    plain = DISCRIMINATORS.get(name)(NetConfig(width=32, spectral_norm=False), 32)
+    plain = DISCRIMINATORS.get(name)(DiscriminatorConfig(width=32, spectral_norm=False), 32)
     assert not any(parametrize.is_parametrized(m) for m in plain.modules())
     assert not all(0.99 < s < 1.05 for s in largest_singular_values(plain))
 
@@ -87,7 +88,7 @@ def test_a_resampling_convolution_fused_is_the_plain_composition(size):
 
 def resampling_networks(resolution):
     return {"G": GENERATORS.get("resnet")(NetConfig(width=16, z_dim=8), resolution),
-            "D": DISCRIMINATORS.get("resnet")(NetConfig(width=16), resolution),
+            "D": DISCRIMINATORS.get("resnet")(DiscriminatorConfig(width=16), resolution),
             "autoencoder": build_autoencoder(NetConfig(width=8), NetConfig(width=8), resolution, 3, 3)}
 
 

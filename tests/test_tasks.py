@@ -9,7 +9,7 @@ from ssgen.checkpoint import build_method, list_checkpoints, read_checkpoint
 from ssgen.config import NetConfig, load_config
 from ssgen.errors import ConfigError
 from ssgen.eval.metrics import read_metrics
-from ssgen.nets.base import Generator
+from ssgen.nets.base import DiscriminatorConfig, Generator
 from ssgen.registry import DISCRIMINATORS, METHODS
 from ssgen.step import DataInfo
 from ssgen.tasks.base import Task, TaskConfig, encode_together
@@ -47,7 +47,7 @@ def test_g_weight_zero_leaves_the_task_out_of_gs_loss():
 
 
 def test_encode_together_runs_one_pass_per_shape_and_keeps_the_order():
-    D = DISCRIMINATORS.get("resnet")(NetConfig(width=8), 32).eval()
+    D = DISCRIMINATORS.get("resnet")(DiscriminatorConfig(width=8), 32).eval()
     calls = []
     D.register_forward_hook(lambda module, args, out: calls.append(args[0].shape))
     batches = [torch.randn(2, 3, 32, 32), torch.randn(3, 3, 16, 16), torch.randn(4, 3, 32, 32)]

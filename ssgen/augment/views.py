@@ -5,19 +5,33 @@ colour jitter, grayscale, blur, solarize); `Augmenter` makes `count` views of ea
 batch in [-1, 1]. Draws come from torch's global RNG on the batch's device, which the trainer
 checkpoints, so a resumed run repeats them.
 
-Presets (for CIFAR's 32 px; views in this order; blur sigma in pixels of the view, the papers'
-(0.1, 2.0) as solo-learn uses it at 32 px):
+Presets (for CIFAR's 32 px; views in this order; blur sigma in pixels of the view). Each names
+the recipe it follows at 32 px; where that is not the paper's ImageNet recipe, the departure and
+its reason (tests/test_augment.py pins every preset to these sources):
   simclr    SimCLR (Chen et al. 2020), appendix B.9 for CIFAR: crop (0.08, 1), colour strength
             0.5 = jitter (0.4, 0.4, 0.4, 0.1) p 0.8, grayscale 0.2, no blur. Two views.
             (solo-learn's CIFAR simclr uses strength 1.0 and blur 0.5.)
-  byol      BYOL (Grill et al. 2020), table 6: jitter (0.4, 0.4, 0.2, 0.1) p 0.8, grayscale 0.2,
-            blur 1.0 / 0.1, solarize 0 / 0.2. (solo-learn's CIFAR byol turns the blur off.)
-  moco_v2   MoCo v2 (Chen et al. 2020): SimCLR's views with blur 0.5; solo-learn's CIFAR
-            mocov2plus keeps the blur at 32 px, so it stays.
-  dino      DINO (Caron et al. 2021): two global crops, scale (0.4, 1), blur 1.0 / 0.1 and
-            solarize 0 / 0.2, and 4 local crops at half the resolution, scale (0.05, 0.4), blur
-            0.5; BYOL's colour. (solo-learn's CIFAR dino has no local crops; its CIFAR multi-crop,
-            for SwAV, takes (0.2, 1) and 6 x 18 px at (0.08, 0.5).)
+  byol      BYOL (Grill et al. 2020), table 6, as solo-learn's CIFAR byol (augmentations/
+            asymmetric.yaml) and lightly's CIFAR-10 benchmark run it at 32 px: crop (0.08, 1),
+            jitter (0.4, 0.4, 0.2, 0.1) p 0.8, grayscale 0.2, solarize 0 / 0.2, and NO blur (the
+            paper's 1.0 / 0.1 is for 224 px: sigma 2 px is 0.9% of that side, 6% of 32 px).
+  moco_v2   MoCo v2+ as solo-learn's CIFAR mocov2plus runs it (augmentations/symmetric_weak.yaml),
+            which configs/moco_cifar10.yaml reproduces: SimCLR's views with blur 0.5, crop
+            (0.08, 1). Departs from MoCo v2's ImageNet code (main_moco.py --aug-plus) and lightly's
+            MoCoV2Transform, crop (0.2, 1) at 224 px: at 32 px every CIFAR recipe named here crops
+            from 0.08 (SimCLR's appendix, solo-learn, lightly's benchmark, whose MoCo takes SimCLR's
+            views).
+  dino      DINO (Caron et al. 2021) multi-crop at 32 px: two global crops, scale (0.4, 1),
+            solarize 0 / 0.2, and 6 local crops at half the side (16 px), scale (0.05, 0.4);
+            BYOL's colour. 6 local crops as lightly's DINOTransform (DINO's main_dino.py defaults to
+            8; its paper's multi-crop ablation is 2 x 224 + 6 x 96). No blur: lightly's CIFAR-10
+            benchmark turns DINO's blur off at 32 px (sigma 2 px would be 12.5% of a 16 px crop,
+            2.1% of DINO's 96 px one). Departs from both CIFAR references (solo-learn's CIFAR dino,
+            lightly's benchmark), which drop the local crops at 32 px: multi-crop is the part of
+            DINO that the dino task, and iBOT's local views, exist to exercise. Their two views:
+            preset `dino_cifar`.
+  dino_cifar  solo-learn's CIFAR dino (augmentations/asymmetric.yaml), which configs/
+            dino_cifar10.yaml reproduces: byol's two views, no local crops.
   exemplar  Exemplar-CNN (Dosovitskiy et al. 2014), section 3 as far as these ops reach: zoom up
             to 1.4x (area >= 1 / 1.4^2 = 0.5) with the crop's position as the translation, contrast
             0.5, brightness 0.4 (value x 0.7-1.4), saturation 0.8 (power 0.25-4), hue +-0.1, always
@@ -74,13 +88,16 @@ def interval(values: list[float], name: str, low: float, high: float, what: str)
 
 
 BYOL_COLOR = dict(jitter=[0.4, 0.4, 0.2, 0.1])
+# solo-learn's CIFAR asymmetric.yaml: BYOL's two views at 32 px, blur off, solarize on the second.
+BYOL_32PX = [ViewConfig(**BYOL_COLOR), ViewConfig(**BYOL_COLOR, solarize_p=0.2)]
+DINO_GLOBAL = dict(**BYOL_COLOR, crop_scale=[0.4, 1.0])
 PRESETS: dict[str, list[ViewConfig]] = {
     "simclr": [ViewConfig(count=2)],
-    "byol": [ViewConfig(**BYOL_COLOR, blur_p=1.0), ViewConfig(**BYOL_COLOR, blur_p=0.1, solarize_p=0.2)],
+    "byol": BYOL_32PX,
     "moco_v2": [ViewConfig(blur_p=0.5, count=2)],
-    "dino": [ViewConfig(**BYOL_COLOR, crop_scale=[0.4, 1.0], blur_p=1.0),
-             ViewConfig(**BYOL_COLOR, crop_scale=[0.4, 1.0], blur_p=0.1, solarize_p=0.2),
-             ViewConfig(**BYOL_COLOR, size=0.5, crop_scale=[0.05, 0.4], blur_p=0.5, count=4)],
+    "dino": [ViewConfig(**DINO_GLOBAL), ViewConfig(**DINO_GLOBAL, solarize_p=0.2),
+             ViewConfig(**BYOL_COLOR, size=0.5, crop_scale=[0.05, 0.4], count=6)],
+    "dino_cifar": BYOL_32PX,
     "exemplar": [ViewConfig(crop_scale=[0.5, 1.0], jitter=[0.4, 0.5, 0.8, 0.1], jitter_p=1.0,
                             grayscale_p=0.0, count=2)],
     "weak": [ViewConfig(crop_scale=[1.0, 1.0], crop_ratio=[1.0, 1.0], translate=0.125, jitter_p=0.0,

@@ -29,6 +29,7 @@ from ssgen.config import DataConfig
 from ssgen.data.base import ImageSet
 from ssgen.data.holdout import Holdout, chosen, recorded_holdout, require_present
 from ssgen.errors import DataError
+from ssgen.files import stat_identity
 from ssgen.registry import DATASETS
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -176,7 +177,8 @@ def decode_all(source: Path, members: list[str], resolution: int) -> torch.Tenso
 
 
 def source_identity(source: Path, members: list[str]) -> str:
-    """Cheap content identity of files decoded lazily: zip CRCs, or file sizes and times."""
+    """Cheap content identity of the files: zip CRCs and sizes, or each file's stat identity (inode,
+    size, mtime, ctime: a file replaced by one of the same size and mtime is noticed)."""
     digest = hashlib.sha256()
     if source.is_file():
         with zipfile.ZipFile(source) as archive:
@@ -185,8 +187,7 @@ def source_identity(source: Path, members: list[str]) -> str:
                 digest.update(f"{member}|{info.CRC}|{info.file_size}".encode())
     else:
         for member in members:
-            stat = (source / member).stat()
-            digest.update(f"{member}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+            digest.update(f"{member}|{stat_identity(source / member)}".encode())
     return digest.hexdigest()
 
 
@@ -215,10 +216,10 @@ def image_set(listing: Listing, rows: list[int], split: str, resolution: int) ->
     """The images `rows` of `listing` as `split`: decoded once per process where they fit in memory,
     else on demand. All splits of one listing share its classes, so labels mean the same in each."""
     source, members = listing.source, [listing.members[i] for i in rows]
-    stat = source.stat()
-    # The member list is in the key: files added inside a class folder leave the folder's own stat as it was.
-    key = (str(source), stat.st_mtime_ns, stat.st_size, resolution, split,
-           hashlib.sha256("\n".join(members).encode()).hexdigest())
+    # Every file's identity, not the folder's stat: an image edited in place, or added inside a
+    # class folder, leaves the folder's own stat as it was (a notebook measuring twice).
+    identity = source_identity(source, members)
+    key = (str(source), resolution, split, identity)
     if key in _decoded:
         return _decoded[key]
     labels = torch.tensor([listing.labels[i] for i in rows], dtype=torch.long)
@@ -233,7 +234,7 @@ def image_set(listing: Listing, rows: list[int], split: str, resolution: int) ->
                                            resolution, where))
 
         result = ImageSet(name, split, resolution, listing.classes, labels, decode=decode_one,
-                          identity=source_identity(source, members))
+                          identity=identity)
     _decoded[key] = result
     return result
 

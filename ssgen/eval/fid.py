@@ -24,7 +24,7 @@ import torch
 
 from ssgen.console import ProgressReport
 from ssgen.errors import ConfigError, SsgenError
-from ssgen.files import atomic_write
+from ssgen.files import atomic_write, stat_identity
 from ssgen.data.base import seeded_subset
 from ssgen.images import to_uint8
 from ssgen.registry import EXTRACTORS
@@ -47,7 +47,7 @@ def cache_dir() -> Path:
 
 
 @lru_cache(maxsize=None)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
+def _sha256(path: str, identity: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -56,9 +56,9 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
 
 
 def file_sha256(path: str | Path) -> str:
-    """sha256 of a file, computed once per (path, size, mtime): Inception's 90 MB take a while."""
-    stat = os.stat(path)
-    return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    """sha256 of a file, computed once per path and stat identity (inode, size, mtime, ctime):
+    Inception's 90 MB take a while, and a file replaced with the same size and mtime is read again."""
+    return _sha256(str(Path(path).resolve()), stat_identity(path))
 
 
 # ---------------------------------------------------------------- extractors

@@ -16,9 +16,11 @@ from typing import Sequence
 
 import torch
 
-from ssgen.config import MethodConfig, NetConfig, OptimConfig, choice, net, ranged
+from ssgen.config import MethodConfig, NetConfig, OptimConfig, by_name, choice, net, ranged
+from ssgen.errors import ConfigError
 from ssgen.losses.adversarial import KINDS, d_adversarial_loss, g_adversarial_loss
 from ssgen.methods.base import Method, NextBatch
+from ssgen.nets.base import DiscriminatorConfig
 from ssgen.nets.momentum import MomentumCopy
 from ssgen.parallel import local_slice, near_equal_sizes, world
 from ssgen.registry import DISCRIMINATORS, GENERATORS, METHODS
@@ -33,12 +35,24 @@ class GANConfig(MethodConfig):
     loss: str = choice("hinge", *KINDS)
     n_dis: int = ranged(5, 1)                       # D steps per G step
     generator: NetConfig = net(GENERATORS, width=256)
-    discriminator: NetConfig = net(DISCRIMINATORS, width=128)
+    discriminator: DiscriminatorConfig = by_name(DISCRIMINATORS, lambda: DiscriminatorConfig(width=128))
     g_optim: OptimConfig = field(default_factory=OptimConfig)
     d_optim: OptimConfig = field(default_factory=OptimConfig)
+    z_distribution: str = choice("normal", "normal", "uniform")  # G's latent: N(0, 1), or U(-1, 1) (compare_gan)
     ema_decay: float = ranged(0.0, 0.0, 0.99999)    # EMA of G's weights for sampling; 0: off
+    ema_start: int = ranged(0, 0)                   # G step the EMA starts averaging at; before it, G's weights
     sample_batch: int = ranged(256, 2)              # G batch when drawing many samples (FID)
     tasks: list[TaskConfig] = tasks_field()         # self-supervised tasks on D, e.g. [{name: rotation}]
+
+
+def check_ema(cfg) -> None:
+    start, steps = cfg.method.ema_start, cfg.trainer.steps
+    if start and not cfg.method.ema_decay:
+        raise ConfigError(f"method.ema_start: {start} starts an EMA that is off (method.ema_decay: 0); "
+                          "expected ema_decay > 0 (e.g. 0.9999), or ema_start 0")
+    if start > steps:
+        raise ConfigError(f"method.ema_start: {start} is beyond trainer.steps ({steps}): the EMA would never "
+                          f"average; expected at most {steps}")
 
 
 @METHODS.register("gan")
@@ -51,7 +65,7 @@ class GAN(Method):
         self.G = GENERATORS.get(cfg.generator.name, "method.generator.name")(cfg.generator, data.resolution)
         self.D = DISCRIMINATORS.get(cfg.discriminator.name, "method.discriminator.name")(
             cfg.discriminator, data.resolution)
-        self.G_ema = MomentumCopy(self.G, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        self.G_ema = MomentumCopy(self.G, cfg.ema_decay, start=cfg.ema_start) if cfg.ema_decay > 0 else None
         self.tasks = build_tasks(self.task_configs(), self.D, data, spectral_norm=cfg.discriminator.spectral_norm)
         self.feature_layers = ["penultimate", *self.D.block_names]
 
@@ -60,6 +74,7 @@ class GAN(Method):
 
     @classmethod
     def check_config(cls, cfg) -> None:
+        check_ema(cfg)
         check_tasks(cfg.method.tasks, cfg, listed_keys(len(cfg.method.tasks)))
 
     def optimized(self):
@@ -99,6 +114,8 @@ class GAN(Method):
     def noise(self, n: int, generator: torch.Generator | None = None,
               device: torch.device | None = None) -> torch.Tensor:
         device = device or next(self.G.parameters()).device
+        if self.cfg.z_distribution == "uniform":
+            return torch.rand(n, self.G.z_dim, generator=generator, device=device) * 2 - 1
         return torch.randn(n, self.G.z_dim, generator=generator, device=device)
 
     def training_noise(self, n: int) -> torch.Tensor:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ssgen.config import ranged
-from ssgen.methods.gan import GAN, GANConfig
+from ssgen.methods.gan import GAN, GANConfig, check_ema
 from ssgen.registry import METHODS
 from ssgen.tasks.base import check_tasks, listed_keys
 from ssgen.tasks.rotation import RotationConfig
@@ -44,6 +44,7 @@ class SSGAN(GAN):
 
     @classmethod
     def check_config(cls, cfg) -> None:
+        check_ema(cfg)
         tasks = [rotation_config(cfg.method), *cfg.method.tasks]
         check_tasks(tasks, cfg, [lambda field: PAPER_NAMES.get(field, f"method.{field}"),
                                  *listed_keys(len(cfg.method.tasks))])

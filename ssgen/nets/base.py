@@ -2,11 +2,12 @@
 
 Both architectures share one layout, so one piece of code serves them:
     G: z -> linear -> [B, C0, S, S] -> blocks, each (h, z) -> h, x2 size -> norm -> ReLU -> conv3x3 -> tanh
-    D: x -> named blocks -> activation -> global sum pool -> features [B, C]; critic: linear(C, 1)
+    D: x -> named blocks -> activation -> global pool (sum, or mean) -> features [B, C]; critic: linear(C, 1)
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from typing import Callable, Iterable, Sequence
 
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ssgen.config import NetConfig, choice
 from ssgen.errors import ConfigError
 from ssgen.nets.blocks import generator_norm, sn_conv, sn_linear
 
@@ -53,14 +55,24 @@ class Generator(nn.Module):
         return torch.tanh(self.to_rgb(F.relu(self.norm(h, z))))  # [B, 3, R, R] in [-1, 1]
 
 
+@dataclass
+class DiscriminatorConfig(NetConfig):
+    # The global pooling of D's last block: sum (SNGAN's and Mimicry's code) or mean (compare_gan's
+    # resnet_cifar). Mean is sum / (H * W): the critic's logits shrink by that factor (64 at 32 px).
+    pooling: str = choice("sum", "sum", "mean")
+
+
 class Discriminator(nn.Module):
     """`activation` is applied to a block's output wherever it is read out (penultimate features,
     block_features): ReLU for pre-activation residual blocks, Identity for blocks that end in one.
     No batch-dependent layers: real, fake and rotated images share one forward pass."""
 
     def __init__(self, blocks: dict[str, nn.Module], feature_dim: int, activation: nn.Module,
-                 spectral_norm: bool):
+                 spectral_norm: bool, pooling: str = "sum"):
         super().__init__()
+        if pooling not in ("sum", "mean"):
+            raise ConfigError(f"discriminator pooling {pooling!r} is unknown; expected sum or mean")
+        self.pooling = pooling
         self.blocks = nn.ModuleDict(blocks)
         self.block_names = list(blocks)
         self.feature_dim = feature_dim  # channels of the last block
@@ -70,7 +82,12 @@ class Discriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks.values():
             x = block(x)
-        return self.activation(x).sum(dim=(2, 3))  # [B, C]
+        return self.pool(x)
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """The last block's output [B, C, H, W], activated, pooled globally -> [B, C]."""
+        x = self.activation(x)
+        return x.sum(dim=(2, 3)) if self.pooling == "sum" else x.mean(dim=(2, 3))
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """The critic's logit per image: [B]."""
@@ -78,7 +95,7 @@ class Discriminator(nn.Module):
 
     def block_features(self, x: torch.Tensor, names: Sequence[str]) -> dict[str, torch.Tensor]:
         """{name: [B, C]}: each named block's activated output, globally average-pooled
-        ("penultimate": forward(x), sum-pooled). Runs only as deep as the deepest name."""
+        ("penultimate": forward(x), pooled as the critic reads it). Runs only as deep as the deepest name."""
         valid = [*self.block_names, "penultimate"]
         for name in names:
             if name not in valid:
@@ -90,5 +107,5 @@ class Discriminator(nn.Module):
             if name in names:
                 features[name] = self.activation(x).mean(dim=(2, 3))
         if "penultimate" in names:
-            features["penultimate"] = self.activation(x).sum(dim=(2, 3))
+            features["penultimate"] = self.pool(x)
         return {name: features[name] for name in names}

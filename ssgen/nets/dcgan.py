@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssgen.config import NetConfig
-from ssgen.nets.base import Discriminator, Generator, check_resolution, scaled_channels
+from ssgen.nets.base import Discriminator, DiscriminatorConfig, Generator, check_resolution, scaled_channels
 from ssgen.nets.blocks import BatchNorm2d, initialised, sn_conv
 from ssgen.registry import DISCRIMINATORS, GENERATORS
 
@@ -56,11 +56,11 @@ def dcgan_generator(cfg: NetConfig, resolution: int) -> Generator:
     return Generator(cfg.z_dim, resolution // 8, channels, UpConv, self_modulated=cfg.sbn)
 
 
-@DISCRIMINATORS.register("dcgan")
-def dcgan_discriminator(cfg: NetConfig, resolution: int) -> Discriminator:
+@DISCRIMINATORS.register("dcgan", config=DiscriminatorConfig)
+def dcgan_discriminator(cfg: DiscriminatorConfig, resolution: int) -> Discriminator:
     check_resolution(resolution, RESOLUTIONS, "discriminator 'dcgan'")
     channels = [3, *scaled_channels(cfg.width, (8, 4, 2, 1), "discriminator 'dcgan'")]
     blocks = {f"block{index}": conv_stage(c_in, c_out, cfg.spectral_norm, downsample=index < 4)
               for index, (c_in, c_out) in enumerate(zip(channels, channels[1:]), start=1)}
     # Every stage ends in its LeakyReLU: features are read out as they are.
-    return Discriminator(blocks, channels[-1], nn.Identity(), cfg.spectral_norm)
+    return Discriminator(blocks, channels[-1], nn.Identity(), cfg.spectral_norm, cfg.pooling)

@@ -4,7 +4,8 @@ DINO's and iBOT's teacher, Noisy Student's teacher. One class for all of them.
     copy <- m * copy + (1 - m) * live        (parameters; buffers are copied)
 
 `m` is constant, or follows BYOL's cosine from `momentum` at the first step to 1 at the last:
-m = 1 - (1 - momentum) * (cos(pi * t) + 1) / 2. The copy is a submodule, so it is checkpointed
+m = 1 - (1 - momentum) * (cos(pi * t) + 1) / 2. Before step `start` m is 0: the copy is the live
+network (compare_gan's EMA of G, which starts averaging at its ema_start_step). The copy is a submodule, so it is checkpointed
 with the method and a resumed run continues exactly.
 """
 
@@ -22,14 +23,16 @@ SCHEDULES = ("constant", "cosine")
 
 
 class MomentumCopy(nn.Module):
-    def __init__(self, live: nn.Module, momentum: float, schedule: str = "constant"):
+    def __init__(self, live: nn.Module, momentum: float, schedule: str = "constant", start: int = 0):
         super().__init__()
         if schedule not in SCHEDULES:
             raise ValueError(f"momentum schedule {schedule!r}: expected one of {', '.join(SCHEDULES)}")
         self.copy = copy.deepcopy(live).requires_grad_(False)
-        self.momentum, self.schedule = momentum, schedule
+        self.momentum, self.schedule, self.start = momentum, schedule, start
 
     def momentum_at(self, progress: Progress) -> float:
+        if self.start and progress.step < self.start:  # start 0 never reads the step
+            return 0.0
         if self.schedule == "constant":
             return self.momentum
         return 1.0 - (1.0 - self.momentum) * (math.cos(math.pi * progress.fraction) + 1.0) / 2.0

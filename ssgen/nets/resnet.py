@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from ssgen.config import NetConfig
-from ssgen.nets.base import Discriminator, Generator, check_resolution, scaled_channels
+from ssgen.nets.base import Discriminator, DiscriminatorConfig, Generator, check_resolution, scaled_channels
 from ssgen.nets.blocks import OptimizedResBlockDown, ResBlockDown, ResBlockUp
 from ssgen.registry import DISCRIMINATORS, GENERATORS
 
@@ -38,12 +38,12 @@ def resnet_generator(cfg: NetConfig, resolution: int) -> Generator:
     return Generator(cfg.z_dim, start_size, channels, ResBlockUp, self_modulated=cfg.sbn)
 
 
-@DISCRIMINATORS.register("resnet")
-def resnet_discriminator(cfg: NetConfig, resolution: int) -> Discriminator:
+@DISCRIMINATORS.register("resnet", config=DiscriminatorConfig)
+def resnet_discriminator(cfg: DiscriminatorConfig, resolution: int) -> Discriminator:
     check_resolution(resolution, DISCRIMINATOR_PLANS, "discriminator 'resnet'")
     plan = DISCRIMINATOR_PLANS[resolution]
     channels = scaled_channels(cfg.width, [divisor for divisor, _ in plan], "discriminator 'resnet'")
     blocks = {"block1": OptimizedResBlockDown(3, channels[0], cfg.spectral_norm)}
     for index, (c_in, c_out, (_, down)) in enumerate(zip(channels, channels[1:], plan[1:]), start=2):
         blocks[f"block{index}"] = ResBlockDown(c_in, c_out, down, cfg.spectral_norm)
-    return Discriminator(blocks, channels[-1], nn.ReLU(), cfg.spectral_norm)
+    return Discriminator(blocks, channels[-1], nn.ReLU(), cfg.spectral_norm, cfg.pooling)
