@@ -20,8 +20,7 @@ encoder = nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1), nn.ReLU(), nn.Conv2d(32, 64, 
                         nn.AdaptiveAvgPool2d(1), nn.Flatten())       # your own network: [B, 64]
 projector, rotation_head = nn.Linear(64, 32), nn.Linear(64, 4)
 views = ssgen.augmenter("simclr", resolution=32)                      # two augmented views per image
-parameters = [*encoder.parameters(), *projector.parameters(), *rotation_head.parameters()]
-optimizer = torch.optim.Adam(parameters, lr=2e-3)
+optimizer = torch.optim.Adam([*encoder.parameters(), *projector.parameters(), *rotation_head.parameters()], lr=2e-3)
 
 for step in range(60):
     batch = ssgen.to_float(images[torch.randint(len(images), (64,))])  # [-1, 1]
