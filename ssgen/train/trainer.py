@@ -144,9 +144,10 @@ class Trainer:
         self.seconds_per_image = self.estimate_evaluations()
         self.took: dict[str, float] = {}  # evaluator name -> its last evaluation's seconds: the next ETA
 
-    def phase(self, what: str):
-        """`with self.phase(what) as took:` a heartbeat line every 15 s while it runs; `took()` its seconds."""
-        return timed(Heartbeat(what, self.log))
+    def phase(self, what: str, eta: float | None = None):
+        """`with self.phase(what) as took:` a heartbeat line every 15 s while it runs (with the time
+        left where `eta` is known); `took()` its seconds."""
+        return timed(Heartbeat(what, self.log, eta=eta))
 
     def build_evaluators(self, train_set) -> list:
         """The evaluators, their images loaded (the test split, the probe's labelled images), said
@@ -312,7 +313,7 @@ class Trainer:
             workload = evaluator.workload()
             eta = self.took.get(evaluator.name, self.seconds_per_image * workload.images)
             self.log(f"step {self.step}  evaluating {workload.what}, ETA {duration(eta)}")
-            with timed(Heartbeat(f"step {self.step}  {evaluator.name}", self.log, eta=eta)) as took:
+            with self.phase(f"step {self.step}  {evaluator.name}", eta) as took:
                 metrics, protocol = evaluator(self.method, self.step)  # in every process (collectives)
             self.took[evaluator.name] = took()
             if not self.place.is_main:
