@@ -242,13 +242,15 @@ class Trainer:
             # network, the FD of an untrained generator, tasks at chance.
             self.evaluate(self.evaluators)
         self.timed_from = self.step, self.report.elapsed()  # for perf/steps_per_s
+        first_step = True
         with StopRequest() as stop:
             while self.step < tc.steps:
                 self.step += 1
                 for name, optimizer in self.optimizers.items():
                     set_learning_rates(optimizer, self.schedules[name], self.step, tc.steps)
-                with amp:
+                with amp, self.compiling(first_step):
                     logs = self.method.train_step(self.batches, Progress(self.step, tc.steps))
+                first_step = False
 
                 last = self.step == tc.steps
                 stopping = stop.requested  # read once: a signal arriving later waits for the next step
@@ -279,6 +281,18 @@ class Trainer:
                     return
         self.report.close()
         self.log(self.summary())
+
+    @contextlib.contextmanager
+    def compiling(self, first_step: bool):
+        """The session's first step compiles under trainer.compile modules or step (minutes on a
+        CPU): said before and after, with a heartbeat between."""
+        if not first_step or self.cfg.trainer.compile == "eager":
+            yield
+            return
+        self.log(f"step {self.step}: compiling (trainer.compile={self.cfg.trainer.compile}) ...")
+        with self.phase(f"step {self.step}  compiling") as took:
+            yield
+        self.log(f"step {self.step}: compiled and run in {duration(took())}")
 
     def checked_values(self, logs: dict[str, torch.Tensor]) -> dict[str, float]:
         """The step's logged values as floats, averaged over the processes (global-batch figures,
