@@ -105,9 +105,10 @@ class Trainer:
 
         # A folder without a test split lends one from its train split, chosen once and recorded.
         started = resume and bool(list_checkpoints(self.run_dir))
+        # Cheap (a listing at most): a wrong path or an empty folder is one error line, said before anything else.
+        self.holdout = choose_holdout(cfg.data, read_holdout(self.run_dir, started))
         self.log(f"data: loading {describe_source(cfg.data)} (train split) ...")
         with self.phase("data: loading") as took:
-            self.holdout = choose_holdout(cfg.data, read_holdout(self.run_dir, started))
             train_set = build_dataset(cfg.data, "train", self.holdout)
         self.log(f"data: {describe_images(train_set)}, {took():.1f}s")
         if self.holdout.message:  # after the train set: an unusable image's error comes first, alone
