@@ -389,6 +389,8 @@ def read_config_file(path: str | Path, what: str = "config file") -> dict:
 
 
 def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
+    """The checked Config of a YAML file (None: the defaults) with `overrides` ("a.b=c", as
+    `--set` takes them) applied; unknown keys, wrong types and values out of range are ConfigErrors."""
     raw: dict = {}
     if path is not None:
         path = Path(path)

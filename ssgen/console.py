@@ -8,6 +8,7 @@ a bar is hundreds of carriage-return updates on one line, so instead: one plain 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import Callable, Iterable, Iterator, TypeVar
 
@@ -79,3 +80,31 @@ class ProgressReport:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+class Heartbeat:
+    """`with Heartbeat(what, log):` a plain line every `every_s` seconds while the block runs.
+
+    From a thread of its own, so that a long phase (decoding a dataset, an evaluation) needs no
+    hook inside it: a user whose log stays silent for minutes cannot tell a slow start from a hung
+    one. `eta`: the phase's expected seconds, for the time left in each line."""
+
+    def __init__(self, what: str, log: Callable[[str], None], every_s: float = 15.0, eta: float | None = None):
+        self.what, self.log, self.every_s, self.eta = what, log, every_s, eta
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.beat, daemon=True)
+
+    def beat(self) -> None:
+        started = time.perf_counter()
+        while not self.done.wait(self.every_s):
+            elapsed = time.perf_counter() - started
+            left = f", about {duration(self.eta - elapsed)} left" if self.eta and self.eta > elapsed else ""
+            self.log(f"{self.what}: {duration(elapsed)} so far{left}")
+
+    def __enter__(self) -> "Heartbeat":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.thread.join()

@@ -12,6 +12,7 @@ from typing import Callable, Protocol
 import torch
 
 from ssgen.config import Config
+from ssgen.eval.workload import Workload, smaller
 from ssgen.methods.base import Method
 
 
@@ -22,6 +23,9 @@ class Evaluator(Protocol):
 
     def __call__(self, method: Method, step: int) -> tuple[dict[str, float], dict]:
         """(metrics, protocol) of the method now."""
+
+    def workload(self) -> Workload:
+        """What it measures and on how many images, said before each evaluation."""
 
 
 class FIDEvaluator:
@@ -42,6 +46,13 @@ class FIDEvaluator:
             self.distance = FrechetDistance(self.images, self.extractor, self.device, fc.num_samples,
                                             batch_size=fc.batch_size, seed=self.cfg.seed)
         return {self.lower_is_better_key: self.distance(method)}, self.distance.protocol
+
+    def workload(self) -> Workload:
+        fc = self.cfg.eval.fid
+        num_real = min(fc.num_samples, len(self.images))
+        return Workload(f"{self.name} of {fc.num_samples:,} samples against {num_real:,} {self.images.split} images",
+                        fc.num_samples + num_real, max(fc.num_samples, num_real),
+                        smaller({"eval.fid.num_samples": fc.num_samples}))
 
 
 class FrozenFeatureEvaluator:
@@ -75,6 +86,14 @@ class FrozenFeatureEvaluator:
             # the report draws each protocol on its own panel.
             protocol = {**self.data.protocol(self.cfg), "converged": all(r.converged for r in results.values())}
         return {f"{self.name}/{layer}": value for layer, value in accuracy.items()}, protocol
+
+    def workload(self) -> Workload:
+        train, test = (min(size or len(images), len(images))
+                       for size, images in zip((self.cfg.train_size, self.cfg.test_size), self.sets))
+        kind = "kNN" if self.name == "knn" else "linear probe"
+        return Workload(f"{kind} ({', '.join(self.layers)}) on {train:,} train + {test:,} test images",
+                        train + test, max(train, test),
+                        smaller({f"eval.{self.name}.train_size": train, f"eval.{self.name}.test_size": test}))
 
 
 def build_evaluators(cfg: Config, method: Method, device: torch.device, log: Callable[[str], None],

@@ -15,6 +15,7 @@ import torch
 
 from ssgen.config import AccuracyEvalConfig
 from ssgen.data.base import seeded_subset
+from ssgen.eval.workload import Workload, smaller
 from ssgen.images import to_float
 from ssgen.methods.semisup.base import balanced_accuracy
 
@@ -32,6 +33,11 @@ class AccuracyEvaluator:
         self.images, self.labels = test_set.get(seeded_subset(len(test_set), cfg.test_size, seed))
         self.protocol = {"metric": "test top-1", "dataset": test_set.name, "split": test_set.split,
                          "test_size": len(self.labels)}
+
+    def workload(self) -> Workload:
+        n = len(self.labels)
+        return Workload(f"test top-1 on {n:,} {self.protocol['split']} images", n, n,
+                        smaller({"eval.accuracy.test_size": n}))
 
     @torch.no_grad()
     def predictions(self, method) -> torch.Tensor:

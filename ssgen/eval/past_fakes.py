@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 
 from ssgen.config import PastFakesConfig
+from ssgen.eval.workload import Workload, smaller
 from ssgen.images import to_float, to_uint8
 
 
@@ -74,6 +75,11 @@ class PastFakesEvaluator:
     def __init__(self, cfg: PastFakesConfig, seed: int):
         self.cfg, self.every, self.seed = cfg, cfg.every, seed
         self.archives: dict[int, torch.Tensor] = {}  # step -> uint8 fakes, oldest first
+
+    def workload(self) -> Workload:
+        n, ages = self.cfg.num_images, len(self.archives) + 1  # the archives and the fresh fakes
+        return Workload(f"D's verdict on {ages} batch(es) of {n:,} fakes from G's past", n * ages, n,
+                        smaller({"eval.past_fakes.num_images": n}))
 
     def __call__(self, method, step: int) -> tuple[dict[str, float], dict]:
         fresh = fakes(method, self.cfg, self.seed, step)

@@ -13,6 +13,7 @@ import torch
 
 from ssgen.config import TasksEvalConfig
 from ssgen.data.base import seeded_subset
+from ssgen.eval.workload import Workload, smaller
 from ssgen.images import to_float
 from ssgen.step import Progress
 from ssgen.tasks.base import encode_together
@@ -32,6 +33,11 @@ class HeldOutTasksEvaluator:
         self.images = test_set.get(seeded_subset(len(test_set), cfg.test_size, seed))[0]
         self.protocol = {"metric": "self-supervised tasks on held-out images", "dataset": test_set.name,
                          "split": test_set.split, "test_size": len(self.images)}
+
+    def workload(self) -> Workload:
+        n = len(self.images)
+        return Workload(f"self-supervised tasks on {n:,} held-out {self.protocol['split']} images", n, n,
+                        smaller({"eval.tasks.test_size": n}))
 
     @torch.no_grad()
     def __call__(self, method, step: int) -> tuple[dict[str, float], dict]:

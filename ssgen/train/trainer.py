@@ -10,6 +10,7 @@ import json
 import math
 import shutil
 import signal
+import time
 from pathlib import Path
 
 import torch
@@ -21,12 +22,13 @@ from ssgen.checkpoint import (BEST, CHECKPOINT_DIR, CONFIG_FILE, FORMAT, HOLDOUT
                               atomic_save, build_method, checkpoint_dir, latest_readable, list_checkpoints,
                               load_method_state, read_holdout, read_labelled, save_checkpoint)
 from ssgen.config import Config, to_dict
-from ssgen.console import ProgressReport, duration
+from ssgen.console import Heartbeat, ProgressReport, duration
 from ssgen.data import BatchStream, build_dataset, choose_holdout, holdout_text
 from ssgen.data.labelled import describe as describe_labelled, labelled_rows, labelled_text
 from ssgen.errors import CheckpointError, ConfigError, SsgenError
 from ssgen.eval import build_evaluators
 from ssgen.eval.metrics import METRICS_FILE, append_metrics
+from ssgen.eval.workload import PAPERS_SIZE, seconds_per_image, set_options
 from ssgen.files import atomic_write
 from ssgen.images import save_grid
 from ssgen.optim import set_learning_rates
@@ -103,8 +105,12 @@ class Trainer:
 
         # A folder without a test split lends one from its train split, chosen once and recorded.
         started = resume and bool(list_checkpoints(self.run_dir))
+        # Cheap (a listing at most): a wrong path or an empty folder is one error line, said before anything else.
         self.holdout = choose_holdout(cfg.data, read_holdout(self.run_dir, started))
-        train_set = build_dataset(cfg.data, "train", self.holdout)
+        self.log(f"data: loading {describe_source(cfg.data)} (train split) ...")
+        with self.phase("data: loading") as took:
+            train_set = build_dataset(cfg.data, "train", self.holdout)
+        self.log(f"data: {describe_images(train_set)}, {took():.1f}s")
         if self.holdout.message:  # after the train set: an unusable image's error comes first, alone
             self.log(self.holdout.message)
         # data.labels: a labelled subset, chosen once and recorded, like the holdout.
@@ -128,7 +134,7 @@ class Trainer:
         self.schedules = {name: optim_cfg for name, (_, optim_cfg) in self.method.optimized().items()}
         # Every process evaluates its share of the images (ssgen.eval gathers the features), so all
         # evaluate at the same steps; every file write happens in the main process only.
-        self.evaluators = build_evaluators(cfg, self.method, self.device, self.log, self.holdout, train_set)
+        self.evaluators = self.build_evaluators(train_set)
         self.fixed_noise = self.method.fixed_noise(tc.num_grid_images, torch.Generator().manual_seed(cfg.seed))
         self.grid_real = self.batches().images[: tc.num_grid_images]  # before any restore: the same on resume
         self.step, self.best, self.last_checkpoint = 0, {}, None
@@ -136,6 +142,40 @@ class Trainer:
         self.writer: SummaryWriter | None = None
         self.report: ProgressReport | None = None
         self.evaluated: dict[str, tuple[str, float, float]] = {}  # key -> (label, first, last value)
+        self.seconds_per_image = self.estimate_evaluations()
+        self.took: dict[str, float] = {}  # evaluator name -> its last evaluation's seconds: the next ETA
+
+    def phase(self, what: str, eta: float | None = None):
+        """`with self.phase(what) as took:` a heartbeat line every 15 s while it runs (with the time
+        left where `eta` is known); `took()` its seconds."""
+        return timed(Heartbeat(what, self.log, eta=eta))
+
+    def build_evaluators(self, train_set) -> list:
+        """The evaluators, their images loaded (the test split, the probe's labelled images), said
+        before and after: on a large dataset the loading alone takes a while."""
+        wanted = [name for name, section in vars(self.cfg.eval).items() if section.every > 0]
+        if not wanted:
+            return []
+        self.log(f"data: loading the images of the evaluations ({', '.join(wanted)}) ...")
+        with self.phase("data: loading the evaluations' images") as took:
+            evaluators = build_evaluators(self.cfg, self.method, self.device, self.log, self.holdout, train_set)
+        self.log(f"data: evaluations ready, {took():.1f}s: " + "; ".join(e.workload().what for e in evaluators))
+        return evaluators
+
+    def estimate_evaluations(self) -> float:
+        """Seconds per evaluated image, timed on a batch of D's (or the encoder's) features, for the
+        first evaluations' ETAs. On a CPU with the papers' 10k-image sizes, one line says once what
+        a round of evaluations will cost and which --set makes it cheaper; the sizes stay as set."""
+        if not self.evaluators or not self.place.is_main:
+            return 0.0
+        per_image = seconds_per_image(self.method, self.grid_real, self.device)
+        workloads = [evaluator.workload() for evaluator in self.evaluators]
+        if self.device.type == "cpu" and max(w.largest for w in workloads) >= PAPERS_SIZE:
+            seconds = per_image * sum(w.images for w in workloads)
+            self.log(f"note: on this CPU one round of evaluations at these sizes takes about {duration(seconds)} "
+                     f"(at step 0 and every {min(e.every for e in self.evaluators)} steps); a cheaper one, "
+                     f"with noisier figures than the papers' {PAPERS_SIZE:,}-image ones: {set_options(workloads)}")
+        return per_image
 
     # ---------------------------------------------------------------- start and end
     def restore(self, resume: bool) -> bool:
@@ -203,13 +243,15 @@ class Trainer:
             # network, the FD of an untrained generator, tasks at chance.
             self.evaluate(self.evaluators)
         self.timed_from = self.step, self.report.elapsed()  # for perf/steps_per_s
+        first_step = True
         with StopRequest() as stop:
             while self.step < tc.steps:
                 self.step += 1
                 for name, optimizer in self.optimizers.items():
                     set_learning_rates(optimizer, self.schedules[name], self.step, tc.steps)
-                with amp:
+                with amp, self.compiling(first_step):
                     logs = self.method.train_step(self.batches, Progress(self.step, tc.steps))
+                first_step = False
 
                 last = self.step == tc.steps
                 stopping = stop.requested  # read once: a signal arriving later waits for the next step
@@ -241,6 +283,18 @@ class Trainer:
         self.report.close()
         self.log(self.summary())
 
+    @contextlib.contextmanager
+    def compiling(self, first_step: bool):
+        """The session's first step compiles under trainer.compile modules or step (minutes on a
+        CPU): said before and after, with a heartbeat between."""
+        if not first_step or self.cfg.trainer.compile == "eager":
+            yield
+            return
+        self.log(f"step {self.step}: compiling (trainer.compile={self.cfg.trainer.compile}) ...")
+        with self.phase(f"step {self.step}  compiling") as took:
+            yield
+        self.log(f"step {self.step}: compiled and run in {duration(took())}")
+
     def checked_values(self, logs: dict[str, torch.Tensor]) -> dict[str, float]:
         """The step's logged values as floats, averaged over the processes (global-batch figures,
         so all processes decide alike); a non-finite loss stops the run (trainer.nonfinite=stop)."""
@@ -271,7 +325,12 @@ class Trainer:
     def evaluate(self, evaluators) -> None:
         parallel.broadcast_buffers(self.method)  # every process evaluates rank 0's model
         for evaluator in evaluators:
-            metrics, protocol = evaluator(self.method, self.step)  # in every process (collectives)
+            workload = evaluator.workload()
+            eta = self.took.get(evaluator.name, self.seconds_per_image * workload.images)
+            self.log(f"step {self.step}  evaluating {workload.what}, ETA {duration(eta)}")
+            with self.phase(f"step {self.step}  {evaluator.name}", eta) as took:
+                metrics, protocol = evaluator(self.method, self.step)  # in every process (collectives)
+            self.took[evaluator.name] = took()
             if not self.place.is_main:
                 continue
             for key, value in metrics.items():
@@ -281,7 +340,8 @@ class Trainer:
                 self.evaluated[key] = (label, first, value)
             append_metrics(self.run_dir, self.step, metrics, protocol)
             self.log(f"step {self.step}  " + "  ".join(f"{self.evaluated[k][0]} {format_metric(k, v)}"
-                                                        for k, v in metrics.items()))
+                                                        for k, v in metrics.items())
+                     + f"  ({duration(self.took[evaluator.name])})")
             key = evaluator.lower_is_better_key
             if key in metrics and metrics[key] < self.best.get("value", math.inf):
                 self.best = {"key": key, "value": metrics[key], "step": self.step}
@@ -307,6 +367,29 @@ class Trainer:
 
 
 # ---------------------------------------------------------------- helpers
+@contextlib.contextmanager
+def timed(heartbeat: Heartbeat):
+    """`with timed(Heartbeat(...)) as took:` the block with its heartbeat; `took()`: its seconds
+    (until the block ended, when called after it)."""
+    started, ended = time.perf_counter(), []
+    with heartbeat:
+        try:
+            yield lambda: (ended[0] if ended else time.perf_counter()) - started
+        finally:
+            ended.append(time.perf_counter())
+
+
+def describe_source(cfg) -> str:
+    return f"{cfg.name} {cfg.path}" if cfg.path else cfg.name
+
+
+def describe_images(images) -> str:
+    """'50,000 train images, 32x32, 10 classes, in memory'."""
+    classes = f"{len(images.classes)} classes" if images.classes else "no class labels"
+    where = "in memory" if images.in_memory else "decoded on demand"
+    return f"{len(images):,} {images.split} images, {images.resolution}x{images.resolution}, {classes}, {where}"
+
+
 def stateful(evaluators) -> list:
     """The evaluators whose inputs are made during the run (the past-fakes archive), so that they
     are saved in the checkpoint; the others rebuild theirs from the data."""
