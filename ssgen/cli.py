@@ -121,7 +121,7 @@ def train(config_path, overrides, resume_dir, force, overwrite, no_progress, see
                           f"{names} (`ssgen configs` describes them); start with: ssgen train --config "
                           f"{CONFIGS_DIR / 'quick.yaml'}")
     else:
-        cfg = with_absolute_paths(load_config(config_path, overrides))
+        cfg = with_absolute_paths(load_config(config_path, overrides, log=lambda msg: click.echo(msg, err=True)))
         configs = [dataclasses.replace(cfg, seed=seed, run_dir=f"{cfg.run_dir}-s{seed}") for seed in seed_list] or [cfg]
     main_process = os.environ.get("RANK", "0") == "0"  # the trainer speaks from rank 0 alone; so do we
     for index, cfg in enumerate(configs):
