@@ -159,6 +159,7 @@ def sample(checkpoint, num, out, seed, device):
     if not run.method.generative:
         raise ConfigError(f"{run.cfg.method.name} is not a generative method; nothing to sample")
     images = run.method.sample(num, torch.Generator().manual_seed(seed))
+    Path(out).parent.mkdir(parents=True, exist_ok=True)  # as report --out does
     save_grid(images, out)
     click.echo(f"{num} samples from {run.checkpoint} (step {run.step}) -> {out}")
 

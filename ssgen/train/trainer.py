@@ -18,7 +18,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from ssgen import parallel
 from ssgen.checkpoint import (BEST, CHECKPOINT_DIR, CONFIG_FILE, FORMAT, HOLDOUT_FILE, LABELLED_FILE,
-                              atomic_save, build_method, checkpoint_dir, latest_readable, list_checkpoints,
+                              atomic_save, build_method, checkpoint_dir, checkpoint_step, latest_readable, list_checkpoints,
                               load_method_state, read_holdout, read_labelled, save_checkpoint)
 from ssgen.config import Config, to_dict
 from ssgen.console import ProgressReport, duration
@@ -59,6 +59,12 @@ def train(cfg: Config, resume: bool = False, log=print, progress: bool = True, o
     try:
         if trainer.restore(resume):
             trainer.run()
+    except KeyboardInterrupt:  # a second Ctrl-C: it writes no checkpoint, so say what it loses
+        if trainer.report is not None:
+            trainer.report.close()
+        trainer.log(trainer.abort_message())
+        trainer.close(finished=False)
+        raise
     except BaseException:
         trainer.close(finished=False)
         raise
@@ -297,6 +303,19 @@ class Trainer:
             parts.append(f"{label} {change}{format_metric(key, last)}")
         parts.append(f"checkpoint {self.last_checkpoint}")
         return "; ".join(parts)
+
+    def abort_message(self) -> str:
+        """What an abort (a second Ctrl-C, which writes no checkpoint) loses, and how to go on."""
+        saved = (checkpoint_step(self.last_checkpoint) if self.last_checkpoint else None) or 0
+        resume = f"ssgen train --resume {self.run_dir}"
+        if self.step == 0:
+            return "aborted before the first step: nothing trained is lost"
+        if self.step <= saved:
+            return f"aborted at step {self.step}, nothing lost (checkpoint {self.last_checkpoint}); continue with: {resume}"
+        lost = f"step {self.step}" if self.step == saved + 1 else f"steps {saved + 1}-{self.step}"
+        kept = (f"continue from the last checkpoint, step {saved} ({self.last_checkpoint})" if self.last_checkpoint
+                else "no checkpoint was written; start over from step 0")
+        return f"aborted at step {self.step}: {lost} lost; {kept} with: {resume}"
 
     def checkpoint_state(self) -> dict:
         return {"format": FORMAT, "step": self.step, "config": to_dict(self.cfg),
