@@ -43,7 +43,7 @@ def test_probe_data_path_on_a_shapes_run_reads_that_folder(run, tmp_path):
                 Image.new("RGB", (32, 32), colour).save(tmp_path / "own" / split / name / f"{i}.png")
     result = invoke("probe", run, "--data-path", tmp_path / "own", "--train-size", 20, "--test-size", 10)
     assert result.exit_code == 0, result.output
-    assert "own" in result.output and "100.00% top-1" in result.output  # solid colours: separable
+    assert "own" in result.output and "100.00% ± 0.00 top-1" in result.output  # solid colours: separable
 
 
 def test_fid_no_ema_measures_g_itself_and_says_so(run, extractor_file):

@@ -165,7 +165,9 @@ def probe(checkpoint, layers, random_init, train_size, test_size, data_path, dat
         result = fit_probe(train[layer], data.train_labels, test[layer], data.test_labels,
                            data.num_classes, cfg.max_iter, cfg.l2, cfg.tolerance)
         ending = "converged" if result.converged else "NOT converged"
-        click.echo(f"{layer}: {100 * result.accuracy:.2f}% top-1 ({ending} in {result.iterations} L-BFGS iterations)")
+        click.echo(f"{layer}: {100 * result.accuracy:.2f}% ± {100 * result.standard_error:.2f} top-1 (± one "
+                   f"standard error over {result.test_size} test images; {ending} in {result.iterations} L-BFGS "
+                   "iterations)")
         warn_if_unconverged(result, layer, log)
     if knn:
         knn_cfg = run.cfg.eval.knn
