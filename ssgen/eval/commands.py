@@ -89,7 +89,7 @@ def fid(checkpoint, data_path, data_name, split, num, extractor, weights, no_ema
     Prints the value and its protocol and appends both to the run's metrics.jsonl. Real-image
     statistics are cached in ~/.cache/ssgen/fid ($SSGEN_CACHE/fid if set) and reused across runs."""
     from ssgen.data import build_dataset
-    from ssgen.eval.fid import FrechetDistance, configured_extractor, resolve_extractor
+    from ssgen.eval.fid import FrechetDistance, configured_extractor, measurement_warnings, resolve_extractor
     from ssgen.eval.metrics import METRICS_FILE, append_metrics
 
     if num < 2:
@@ -107,6 +107,8 @@ def fid(checkpoint, data_path, data_name, split, num, extractor, weights, no_ema
                                       fc.weights if weights is None else weights)
     data = data_config(run.cfg, data_path, data_name)
     images = build_dataset(data, split or fc.split, run_holdout(run, data))
+    for line in measurement_warnings(feature_space, images, num):
+        click.echo(line, err=True)
     distance = FrechetDistance(images, feature_space, device, num, batch_size=fc.batch_size, seed=run.cfg.seed,
                                log=lambda line: click.echo(line, err=True))
     value = distance(run.method)
