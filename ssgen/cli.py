@@ -58,8 +58,12 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+# How a run computes, not what it is: a resume may change them without --force.
+RUN_TIME_SETTINGS = ("trainer.threads",)
+
+
 def resume_config(run_dir: Path, config_path: str | None, overrides: tuple[str, ...], force: bool) -> Config:
-    """The saved config of a run, with any changes refused unless --force."""
+    """The saved config of a run, with any changes refused unless --force (run-time settings aside)."""
     saved_file = run_dir / CONFIG_FILE
     if not saved_file.is_file():
         raise ConfigError(f"--resume {str(run_dir)!r}: not a run directory (no config.yaml)")
@@ -71,7 +75,8 @@ def resume_config(run_dir: Path, config_path: str | None, overrides: tuple[str, 
     for assignment in overrides:
         apply_override(raw, assignment)
     cfg = with_absolute_paths(from_dict(Config, raw))
-    changes = config_diff(to_dict(saved), to_dict(cfg))
+    changes = [change for change in config_diff(to_dict(saved), to_dict(cfg))
+               if change.split(":", 1)[0] not in RUN_TIME_SETTINGS]
     if changes and not force:
         raise ConfigError(f"the config differs from the run's saved one ({'; '.join(changes)}); "
                           "pass --force to resume with it anyway")
@@ -86,7 +91,8 @@ def resume_config(run_dir: Path, config_path: str | None, overrides: tuple[str, 
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
               help="Continue the run in this directory (any path to it, also after moving it) from its "
                    "latest readable checkpoint.")
-@click.option("--force", is_flag=True, help="With --resume: accept a config that differs from the saved one.")
+@click.option("--force", is_flag=True, help="With --resume: accept a config that differs from the saved one "
+                                          "(trainer.threads, a run-time setting, may change without it).")
 @click.option("--overwrite", is_flag=True,
               help="Start afresh in a run directory that already holds a run, deleting that run's files.")
 @click.option("--no-progress", is_flag=True,

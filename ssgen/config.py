@@ -142,7 +142,9 @@ class TrainerConfig:
     num_grid_images: int = ranged(64, 1)
     deterministic: bool = False             # torch.use_deterministic_algorithms: bitwise resume on CPU
     nonfinite: str = choice("stop", "stop", "skip")  # on a NaN/inf loss: stop, or skip the step
-    threads: int = ranged(0, 0)             # CPU threads for torch; 0: torch's default
+    # CPU threads for torch; 0: auto, the physical cores less those busy with other work at the
+    # start (ssgen/threads.py). A run-time setting, not the recipe's: --resume may change it.
+    threads: int = ranged(0, 0)
 
 
 @dataclass

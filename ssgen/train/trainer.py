@@ -32,6 +32,7 @@ from ssgen.images import save_grid
 from ssgen.optim import set_learning_rates
 from ssgen.registry import METHODS
 from ssgen.step import Progress
+from ssgen.threads import Pace, set_threads
 
 
 class NonFiniteLoss(SsgenError):
@@ -102,8 +103,13 @@ class Trainer:
         cfg, tc = self.cfg, self.cfg.trainer
         if not resume:  # one run, one directory
             claim_run_dir(self.run_dir, overwrite, self.place.is_main)
-        if tc.threads:
-            torch.set_num_threads(tc.threads)
+        # On a CPU the thread count is chosen (trainer.threads=0) and the pace watched; a GPU's
+        # host threads only feed it, so there a count is set only where asked for.
+        on_cpu = self.device.type == "cpu"
+        if on_cpu or tc.threads:
+            threads = set_threads(tc.threads, tc.deterministic, self.log)
+        self.pace = Pace(threads, f"ssgen train --resume {self.run_dir}") if on_cpu else None
+        self.evaluated_in_window = False  # an evaluation since the last log: that window's pace is not compared
         torch.use_deterministic_algorithms(tc.deterministic)
         torch.manual_seed(cfg.seed)
 
@@ -264,6 +270,11 @@ class Trainer:
         values["perf/steps_per_s"] = (now[0] - step) / max(now[1] - elapsed, 1e-9)
         values["perf/skipped_steps"] = float(self.method.skipped_steps)
         self.timed_from = now
+        if self.pace is not None:
+            slump = self.pace.check(values["perf/steps_per_s"], self.step, clean=not self.evaluated_in_window)
+            if slump:
+                self.log(slump)
+        self.evaluated_in_window = False
         for key, value in values.items():
             self.writer.add_scalar(key, value, self.step)
         append_metrics(self.run_dir, self.step, values)
@@ -276,6 +287,7 @@ class Trainer:
 
     def evaluate(self, evaluators) -> None:
         parallel.broadcast_buffers(self.method)  # every process evaluates rank 0's model
+        self.evaluated_in_window = True
         for evaluator in evaluators:
             metrics, protocol = evaluator(self.method, self.step)  # in every process (collectives)
             if not self.place.is_main:
