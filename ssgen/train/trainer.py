@@ -106,8 +106,9 @@ class Trainer:
         # On a CPU the thread count is chosen (trainer.threads=0) and the pace watched; a GPU's
         # host threads only feed it, so there a count is set only where asked for.
         on_cpu = self.device.type == "cpu"
+        self.thread_notes: list[str] = []  # said once training starts: a setup error stays the one line
         if on_cpu or tc.threads:
-            threads = set_threads(tc.threads, tc.deterministic, self.log)
+            threads = set_threads(tc.threads, tc.deterministic, self.thread_notes.append)
         self.pace = Pace(threads, f"ssgen train --resume {self.run_dir}") if on_cpu else None
         self.evaluated_in_window = False  # an evaluation since the last log: that window's pace is not compared
         torch.use_deterministic_algorithms(tc.deterministic)
@@ -207,6 +208,8 @@ class Trainer:
         # A host sync every step costs nothing on the CPU but stalls a GPU's queue: check less often there.
         check_every = 1 if self.device.type == "cpu" else tc.log_every
         amp = autocast(self.cfg, self.device)
+        for note in self.thread_notes:
+            self.log(note)
         # A bar on a terminal; in a file (or with --no-progress) a plain line every log_every steps.
         self.report = ProgressReport(tc.steps, "step", self.log, every=tc.log_every, initial=self.step,
                                      unit="steps", bar=self.show_progress and self.place.is_main)
