@@ -46,10 +46,16 @@ def atomic_save(state: dict, path: Path) -> None:
         raise CheckpointError(f"cannot write checkpoint {path}: {err.strerror or err}") from None
 
 
+def checkpoint_step(path: str | Path) -> int | None:
+    """The step a step checkpoint's name holds (step-00000280.pt: 280); None for other files."""
+    found = _NAME.search(Path(path).name)
+    return int(found.group(1)) if found else None
+
+
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
     """Step checkpoints of a run, oldest first."""
     folder = checkpoint_dir(run_dir)
-    found = [(int(m.group(1)), p) for p in folder.glob("step-*.pt") if (m := _NAME.search(p.name))]
+    found = [(step, p) for p in folder.glob("step-*.pt") if (step := checkpoint_step(p)) is not None]
     return [p for _, p in sorted(found)]
 
 

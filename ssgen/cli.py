@@ -58,8 +58,12 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+# How a run computes, not what it is: a resume may change them without --force.
+RUN_TIME_SETTINGS = ("trainer.threads",)
+
+
 def resume_config(run_dir: Path, config_path: str | None, overrides: tuple[str, ...], force: bool) -> Config:
-    """The saved config of a run, with any changes refused unless --force."""
+    """The saved config of a run, with any changes refused unless --force (run-time settings aside)."""
     saved_file = run_dir / CONFIG_FILE
     if not saved_file.is_file():
         raise ConfigError(f"--resume {str(run_dir)!r}: not a run directory (no config.yaml)")
@@ -71,7 +75,8 @@ def resume_config(run_dir: Path, config_path: str | None, overrides: tuple[str, 
     for assignment in overrides:
         apply_override(raw, assignment)
     cfg = with_absolute_paths(from_dict(Config, raw))
-    changes = config_diff(to_dict(saved), to_dict(cfg))
+    changes = [change for change in config_diff(to_dict(saved), to_dict(cfg))
+               if change.split(":", 1)[0] not in RUN_TIME_SETTINGS]
     if changes and not force:
         raise ConfigError(f"the config differs from the run's saved one ({'; '.join(changes)}); "
                           "pass --force to resume with it anyway")
@@ -86,7 +91,8 @@ def resume_config(run_dir: Path, config_path: str | None, overrides: tuple[str, 
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
               help="Continue the run in this directory (any path to it, also after moving it) from its "
                    "latest readable checkpoint.")
-@click.option("--force", is_flag=True, help="With --resume: accept a config that differs from the saved one.")
+@click.option("--force", is_flag=True, help="With --resume: accept a config that differs from the saved one "
+                                          "(trainer.threads, a run-time setting, may change without it).")
 @click.option("--overwrite", is_flag=True,
               help="Start afresh in a run directory that already holds a run, deleting that run's files.")
 @click.option("--no-progress", is_flag=True,
@@ -121,7 +127,7 @@ def train(config_path, overrides, resume_dir, force, overwrite, no_progress, see
                           f"{names} (`ssgen configs` describes them); start with: ssgen train --config "
                           f"{CONFIGS_DIR / 'quick.yaml'}")
     else:
-        cfg = with_absolute_paths(load_config(config_path, overrides))
+        cfg = with_absolute_paths(load_config(config_path, overrides, log=lambda msg: click.echo(msg, err=True)))
         configs = [dataclasses.replace(cfg, seed=seed, run_dir=f"{cfg.run_dir}-s{seed}") for seed in seed_list] or [cfg]
     main_process = os.environ.get("RANK", "0") == "0"  # the trainer speaks from rank 0 alone; so do we
     for index, cfg in enumerate(configs):
@@ -159,6 +165,7 @@ def sample(checkpoint, num, out, seed, device):
     if not run.method.generative:
         raise ConfigError(f"{run.cfg.method.name} is not a generative method; nothing to sample")
     images = run.method.sample(num, torch.Generator().manual_seed(seed))
+    Path(out).parent.mkdir(parents=True, exist_ok=True)  # as report --out does
     save_grid(images, out)
     click.echo(f"{num} samples from {run.checkpoint} (step {run.step}) -> {out}")
 

@@ -142,7 +142,9 @@ class TrainerConfig:
     num_grid_images: int = ranged(64, 1)
     deterministic: bool = False             # torch.use_deterministic_algorithms: bitwise resume on CPU
     nonfinite: str = choice("stop", "stop", "skip")  # on a NaN/inf loss: stop, or skip the step
-    threads: int = ranged(0, 0)             # CPU threads for torch; 0: torch's default
+    # CPU threads for torch; 0: auto, the physical cores less those busy with other work at the
+    # start (ssgen/threads.py). A run-time setting, not the recipe's: --resume may change it.
+    threads: int = ranged(0, 0)
 
 
 @dataclass
@@ -388,19 +390,51 @@ def read_config_file(path: str | Path, what: str = "config file") -> dict:
     return raw
 
 
-def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
+def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = (),
+                log: typing.Callable[[str], None] | None = None) -> Config:
     """The checked Config of a YAML file (None: the defaults) with `overrides` ("a.b=c", as
-    `--set` takes them) applied; unknown keys, wrong types and values out of range are ConfigErrors."""
+    `--set` takes them) applied; unknown keys, wrong types and values out of range are ConfigErrors.
+    `log` hears the notes (a data.path given without a data.name implies folder)."""
     raw: dict = {}
     if path is not None:
         path = Path(path)
         raw = read_config_file(path)
+    file_data = dict(raw.get("data") or {}) if isinstance(raw.get("data"), dict) else {}
     for assignment in overrides:
         apply_override(raw, assignment)
+    imply_folder(raw, file_data, overrides, log)
     cfg = from_dict(Config, raw)
     if not cfg.run_dir:
         cfg.run_dir = str(Path("runs") / (path.stem if path is not None else "default"))
     return cfg
+
+
+PATHLESS_DATASETS = ("shapes",)  # made in memory: they read no data.path
+
+
+def imply_folder(raw: dict, file_data: dict, overrides: typing.Sequence[str],
+                 log: typing.Callable[[str], None] | None) -> None:
+    """A data.path for a dataset that reads none (the embedded shapes) means the user's own images:
+    with data.name given no later than the path (the file's name under a --set path, or no name at
+    all), data.name becomes folder and `log` says so; a name given with the path, or after it, is
+    a contradiction, a ConfigError naming both keys. Training silently on the glyphs is the one
+    outcome a user with a path never wants."""
+    data = raw.get("data")
+    if not isinstance(data, dict) or not data.get("path"):
+        return
+    name = data.get("name", DataConfig.name)
+    if name not in PATHLESS_DATASETS:
+        return
+    keys = [assignment.split("=", 1)[0].strip() for assignment in overrides]
+    path_on_command_line, name_on_command_line = "data.path" in keys, "data.name" in keys
+    name_given = name_on_command_line or ("name" in file_data and not path_on_command_line)
+    if name_given:
+        raise ConfigError(f"data.name={name} makes its images in memory and reads no data.path "
+                          f"({data['path']!r}); for images on disk set data.name=folder, or drop data.path")
+    data["name"] = "folder"
+    if log is not None:
+        log(f"note: data.path={data['path']} with no data.name given: data.name=folder (the embedded "
+            f"{name} read no path); --set data.name=... to choose another dataset")
 
 
 def with_absolute_paths(cfg: Config) -> Config:

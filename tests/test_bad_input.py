@@ -273,10 +273,17 @@ def test_resume_with_a_missing_or_damaged_config(ssgen, tmp_path, monkeypatch, c
     assert_one_error_line(code, err, *fragments)
 
 
-def test_output_file_in_a_missing_folder(ssgen, tmp_path, monkeypatch, capsys, run_dir):
-    out = tmp_path / "no-such-folder" / "grid.png"
+def test_sample_creates_the_output_folder(ssgen, tmp_path, run_dir):
+    out = tmp_path / "no-such-folder" / "deeper" / "grid.png"
     code, _, err = ssgen("sample", run_dir, "-n", 4, "--out", out)
-    assert_one_error_line(code, err, "No such file or directory")
+    assert code == 0, err
+    assert out.is_file()
+
+
+def test_output_file_under_a_file_is_one_error_line(ssgen, tmp_path, monkeypatch, capsys, run_dir):
+    (tmp_path / "a-file").write_text("not a folder")
+    code, _, err = ssgen("sample", run_dir, "-n", 4, "--out", tmp_path / "a-file" / "grid.png")
+    assert_one_error_line(code, err, "a-file")
 
 
 # ---------------------------------------------------------------- a real process: status, --debug

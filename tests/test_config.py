@@ -78,3 +78,32 @@ def test_every_shipped_config_loads_passes_its_checks_and_builds(tmp_path):
         assert method.feature_layers, path.name
         first_line = path.read_text().splitlines()[0]
         assert first_line.startswith("# ") and len(first_line) > 40, f"{path.name}: say what it is in its first line"
+
+
+QUICK_LIKE = "data: {name: shapes, resolution: 32}\n"
+
+
+def test_a_data_path_with_no_name_given_implies_folder(tmp_path):
+    """issue 27: `--set data.path=DIR` on quick.yaml trained on the embedded shapes and exited 0."""
+    notes = []
+    cfg = load_config(write(tmp_path, QUICK_LIKE), ["data.path=/my/images"], log=notes.append)
+    assert (cfg.data.name, cfg.data.path) == ("folder", "/my/images")
+    assert len(notes) == 1 and "data.name=folder" in notes[0] and "/my/images" in notes[0]
+    assert load_config(None, ["data.path=/my/images"]).data.name == "folder"  # the default name is shapes too
+    assert load_config(write(tmp_path, "data: {path: /my/images}\n")).data.name == "folder"
+
+
+def test_a_data_path_never_moves_a_dataset_that_reads_one(tmp_path):
+    cfg = load_config(write(tmp_path, "data: {name: cifar10, path: data/cifar10}\n"), ["data.path=/elsewhere"])
+    assert (cfg.data.name, cfg.data.path) == ("cifar10", "/elsewhere")
+    assert load_config(write(tmp_path, QUICK_LIKE)).data.name == "shapes"  # no path: the shapes stay
+
+
+@pytest.mark.parametrize("text, overrides", [
+    (QUICK_LIKE, ["data.name=shapes", "data.path=/my/images"]),     # both on the command line
+    ("data: {name: shapes, path: /my/images}\n", []),               # both in the file
+    ("data: {path: /my/images}\n", ["data.name=shapes"]),           # the name given after the path
+])
+def test_a_path_beside_an_explicit_shapes_name_is_an_error_naming_both_keys(tmp_path, text, overrides):
+    with pytest.raises(ConfigError, match=r"data.name=shapes .* reads no data.path \('/my/images'\).*data.name=folder"):
+        load_config(write(tmp_path, text), overrides)

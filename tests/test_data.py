@@ -117,6 +117,22 @@ def test_corrupt_image_error_names_the_file(tmp_path):
         build_dataset(cfg, "train")
 
 
+def test_every_unusable_image_is_named_in_one_pass_up_to_a_cap(tmp_path, monkeypatch):
+    from ssgen.data import folder
+
+    write_images(tmp_path / "train")
+    for name in ("a", "b", "c"):
+        (tmp_path / "train" / "dog" / f"broken_{name}.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    cfg = data_config("data.name=folder", f"data.path={tmp_path / 'train'}", "data.resolution=16")
+    with pytest.raises(DataError, match=r"^3 images in .* cannot be used.*broken_a\.png.*broken_b\.png.*broken_c\.png"):
+        build_dataset(cfg, "train")
+    monkeypatch.setattr(folder, "UNUSABLE_NAMED", 2)
+    with pytest.raises(DataError) as refused:
+        build_dataset(cfg, "train")
+    assert "broken_b.png" in str(refused.value) and "broken_c.png" not in str(refused.value)
+    assert str(refused.value).endswith("and 1 more")
+
+
 # ---------------------------------------------------------------- batch stream
 def stream_of(n=20, batch=4, **kw):
     images = build_dataset(data_config(f"data.train_size={n}"), "train")

@@ -35,15 +35,32 @@ def test_fid_loads_a_torchscript_extractor_only_when_named_on_the_command_line(r
     assert "FD(tiny-fd):" in named.output
 
 
+def colour_folder(root, count):
+    for name, colour in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
+        (root / name).mkdir(parents=True)
+        for i in range(count):
+            Image.new("RGB", (32, 32), colour).save(root / name / f"{i}.png")
+    return root
+
+
 def test_probe_data_path_on_a_shapes_run_reads_that_folder(run, tmp_path):
     for split, count in (("train", 12), ("test", 6)):
-        for name, colour in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
-            (tmp_path / "own" / split / name).mkdir(parents=True)
-            for i in range(count):
-                Image.new("RGB", (32, 32), colour).save(tmp_path / "own" / split / name / f"{i}.png")
+        colour_folder(tmp_path / "own" / split, count)
     result = invoke("probe", run, "--data-path", tmp_path / "own", "--train-size", 20, "--test-size", 10)
     assert result.exit_code == 0, result.output
-    assert "own" in result.output and "100.00% top-1" in result.output  # solid colours: separable
+    assert "own" in result.output and "100.00% ± 0.00 top-1" in result.output  # solid colours: separable
+
+
+def test_fid_says_when_the_extractor_knows_other_images_and_the_real_set_is_small(run, tmp_path):
+    own = colour_folder(tmp_path / "own" / "train", 6).parent
+    colour_folder(own / "test", 2)
+    result = invoke("fid", run, "--extractor", "shapes", "--data-path", own, "-n", 200)
+    assert result.exit_code == 0, result.output
+    assert "FD(shapes)'s network was trained on the shapes data alone" in result.output
+    assert "note: 12 real images against 200 samples" in result.output
+    quiet = invoke("fid", run, "--extractor", "shapes", "-n", 32)  # the run's own shapes, as many real images
+    assert quiet.exit_code == 0, quiet.output
+    assert "warning" not in quiet.output and "note" not in quiet.output
 
 
 def test_fid_no_ema_measures_g_itself_and_says_so(run, extractor_file):

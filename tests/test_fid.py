@@ -143,6 +143,43 @@ def test_offline_inception_says_what_to_do(offline):
         resolve_extractor("inception-v3-compat", weights="/nowhere/pt_inception.pth")
 
 
+def test_offline_inception_names_every_way_forward(offline, tmp_path):
+    """issue 27: with no internet, `ssgen fid` gave no way forward without outside files."""
+    with pytest.raises(InceptionWeightsMissing) as err:
+        resolve_extractor("inception-v3-compat")
+    message = str(err.value)
+    assert str(tmp_path / "hub" / "checkpoints" / "weights-inception-2015-12-05-6726825d.pth") in message  # where torch-fidelity looks
+    assert "eval.fid.extractor=shapes" in message and "TorchScript" in message and "not comparable with FID" in message
+
+
+class Named:
+    def __init__(self, name, size):
+        self.name, self.size = name, size
+
+    def __len__(self):
+        return self.size
+
+
+def test_an_extractor_of_one_domain_warns_on_other_images():
+    from ssgen.eval.fid import domain_warning
+
+    shapes = resolve_extractor("shapes")
+    warning = domain_warning(shapes, Named("folder:/data/cifar10/train.zip", 100))
+    assert warning.startswith("warning: FD(shapes)") and "trained on the shapes data" in warning
+    assert "folder:/data/cifar10/train.zip" in warning
+    assert domain_warning(shapes, Named("shapes", 100)) is None
+
+
+def test_a_real_set_far_smaller_than_the_samples_is_noted():
+    from ssgen.eval.fid import measurement_warnings, size_note
+
+    note = size_note(50000, 810)  # the issue's case: -n's default against a small folder
+    assert note.startswith("note: 810 real images against 50,000 samples")
+    assert size_note(50000, 10000) is None  # CIFAR-10's test split against 50k samples: the usual protocol
+    assert size_note(1000, 1000) is None
+    assert measurement_warnings(resolve_extractor("shapes"), Named("shapes", 810), 50000) == [note]
+
+
 def test_training_goes_on_without_inception(offline):
     cfg = Config()
     cfg.eval.fid.every = 10

@@ -327,7 +327,12 @@ def test_a_second_ctrl_c_aborts_at_once(ssgen, tmp_path, monkeypatch, capsys):
     code, _, err = ssgen(*train_cli_args(run_dir, "trainer.steps=6",
                                                               "trainer.checkpoint_every=2"))
     assert code == 130 and err.strip().splitlines()[-1] == "aborted" and "Traceback" not in err
-    assert [read_checkpoint(p)["step"] for p in list_checkpoints(run_dir)] == [2]
+    (checkpoint,) = list_checkpoints(run_dir)
+    assert read_checkpoint(checkpoint)["step"] == 2
+    # What is lost and how to go on, in a line before "aborted" (issue 27)
+    (said,) = [line for line in err.splitlines() if line.startswith("aborted at")]
+    assert said == (f"aborted at step 3: step 3 lost; continue from the last checkpoint, step 2 ({checkpoint}) "
+                    f"with: ssgen train --resume {run_dir}")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 

@@ -152,26 +152,50 @@ def decode(data: bytes, resolution: int, where: str) -> np.ndarray:
     return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
-def _decode_chunk(source: str, members: list[str], resolution: int) -> np.ndarray:
+UNUSABLE_NAMED = 20  # unusable images named in one error; the rest are counted
+
+
+def _decode_chunk(source: str, members: list[str], resolution: int) -> tuple[np.ndarray, list[str]]:
+    """The chunk's images (an unusable one left black) and, for each unusable one, why: a folder
+    is checked whole, so that one run names every damaged file, not the first alone."""
     path = Path(source)
     archive = zipfile.ZipFile(path) if path.is_file() else None
+    images, problems = np.zeros((len(members), 3, resolution, resolution), np.uint8), []
     try:
-        return np.stack([decode(read_bytes(path, m, archive), resolution, f"{m!r} in {source!r}")
-                         for m in members])
+        for i, member in enumerate(members):
+            try:
+                images[i] = decode(read_bytes(path, member, archive), resolution, f"{member!r} in {source!r}")
+            except DataError as err:
+                problems.append(str(err))
+        return images, problems
     finally:
         if archive is not None:
             archive.close()
 
 
+def refuse_unusable(source: Path, problems: list[str]) -> None:
+    """One DataError naming the unusable images (the first UNUSABLE_NAMED, the rest counted)."""
+    problems = sorted(problems)  # each names its file first: in file order, whichever worker found it
+    if len(problems) == 1:
+        raise DataError(problems[0])
+    if problems:
+        more = f"; and {len(problems) - UNUSABLE_NAMED} more" if len(problems) > UNUSABLE_NAMED else ""
+        raise DataError(f"{len(problems)} images in {str(source)!r} cannot be used; remove or replace them: "
+                        + "; ".join(problems[:UNUSABLE_NAMED]) + more)
+
+
 def decode_all(source: Path, members: list[str], resolution: int) -> torch.Tensor:
     workers = min(os.cpu_count() or 1, 8)
     if len(members) < 2000 or workers == 1:
-        return torch.from_numpy(_decode_chunk(str(source), members, resolution))
+        images, problems = _decode_chunk(str(source), members, resolution)
+        refuse_unusable(source, problems)
+        return torch.from_numpy(images)
     chunks = [members[i::workers * 4] for i in range(workers * 4)]
     with ProcessPoolExecutor(workers) as pool:
         parts = list(pool.map(_decode_chunk, [str(source)] * len(chunks), chunks, [resolution] * len(chunks)))
+    refuse_unusable(source, [problem for _, problems in parts for problem in problems])
     images = np.empty((len(members), 3, resolution, resolution), np.uint8)
-    for i, part in enumerate(parts):
+    for i, (part, _) in enumerate(parts):
         images[i::workers * 4] = part
     return torch.from_numpy(images)
 

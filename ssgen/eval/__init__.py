@@ -101,7 +101,7 @@ def build_evaluators(cfg: Config, method: Method, device: torch.device, log: Cal
     """The evaluators the config turns on (every > 0), on the run's held-out test images where it
     has some. Without Inception weights training goes on without FID, and without class labels
     without the probe: the reason is logged once, here."""
-    from ssgen.eval.fid import InceptionWeightsMissing, configured_extractor, resolve_extractor
+    from ssgen.eval.fid import InceptionWeightsMissing, configured_extractor, measurement_warnings, resolve_extractor
 
     evaluators: list[Evaluator] = []
     if cfg.eval.fid.every > 0:
@@ -111,6 +111,8 @@ def build_evaluators(cfg: Config, method: Method, device: torch.device, log: Cal
             try:
                 extractor = resolve_extractor(configured_extractor(cfg), cfg.eval.fid.weights)
                 evaluators.append(FIDEvaluator(cfg, extractor, device, holdout))
+                for line in measurement_warnings(extractor, evaluators[-1].images, cfg.eval.fid.num_samples):
+                    log(line)
             except InceptionWeightsMissing as err:
                 log(f"warning: no FID during training: {err}")
     if cfg.eval.tasks.every > 0:

@@ -89,7 +89,7 @@ def fid(checkpoint, data_path, data_name, split, num, extractor, weights, no_ema
     Prints the value and its protocol and appends both to the run's metrics.jsonl. Real-image
     statistics are cached in ~/.cache/ssgen/fid ($SSGEN_CACHE/fid if set) and reused across runs."""
     from ssgen.data import build_dataset
-    from ssgen.eval.fid import FrechetDistance, configured_extractor, resolve_extractor
+    from ssgen.eval.fid import FrechetDistance, configured_extractor, measurement_warnings, resolve_extractor
     from ssgen.eval.metrics import METRICS_FILE, append_metrics
 
     if num < 2:
@@ -107,6 +107,8 @@ def fid(checkpoint, data_path, data_name, split, num, extractor, weights, no_ema
                                       fc.weights if weights is None else weights)
     data = data_config(run.cfg, data_path, data_name)
     images = build_dataset(data, split or fc.split, run_holdout(run, data))
+    for line in measurement_warnings(feature_space, images, num):
+        click.echo(line, err=True)
     distance = FrechetDistance(images, feature_space, device, num, batch_size=fc.batch_size, seed=run.cfg.seed,
                                log=lambda line: click.echo(line, err=True))
     value = distance(run.method)
@@ -165,7 +167,9 @@ def probe(checkpoint, layers, random_init, train_size, test_size, data_path, dat
         result = fit_probe(train[layer], data.train_labels, test[layer], data.test_labels,
                            data.num_classes, cfg.max_iter, cfg.l2, cfg.tolerance)
         ending = "converged" if result.converged else "NOT converged"
-        click.echo(f"{layer}: {100 * result.accuracy:.2f}% top-1 ({ending} in {result.iterations} L-BFGS iterations)")
+        click.echo(f"{layer}: {100 * result.accuracy:.2f}% ± {100 * result.standard_error:.2f} top-1 (± one "
+                   f"standard error over {result.test_size} test images; {ending} in {result.iterations} L-BFGS "
+                   "iterations)")
         warn_if_unconverged(result, layer, log)
     if knn:
         knn_cfg = run.cfg.eval.knn

@@ -70,6 +70,7 @@ class Extractor:
     feature: str         # which of the extractor's outputs
     weights: str         # the file holding the weights
     kwargs: tuple = ()   # extra constructor arguments for torch-fidelity
+    domain: str = ""     # the dataset its network was trained on, where it knows one narrow domain (shapes)
 
     @property
     def is_inception(self) -> bool:
@@ -102,15 +103,28 @@ class Extractor:
         return module
 
 
+def inception_cache_file() -> Path:
+    """Where torch hub (and so torch-fidelity) looks for Inception's weights before downloading them."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_URL.rsplit("/", 1)[1]
+
+
+def offline_choices() -> str:
+    """The ways to a distance without Inception's download, for the error that says it failed."""
+    offline = ", ".join(name for name in EXTRACTORS.names() if name != INCEPTION)
+    return (f"copy {INCEPTION_URL} (fetched on a machine with internet) to {inception_cache_file()}, or give it as "
+            f"eval.fid.weights=FILE (ssgen fid --weights FILE); or measure an FD offline (not comparable with "
+            f"FID): eval.fid.extractor={offline} (--extractor; the packaged classifier of the embedded shapes, "
+            f"meaningful for shapes-like images only), or a TorchScript feature extractor file "
+            f"(uint8 [B,3,H,W] -> [B,D]) trained on images like yours: eval.fid.extractor=FILE.pt")
+
+
 def _inception_weights_file(weights: str) -> str:
     """A local Inception weights file: the one given, torch hub's cached copy, or one download try."""
-    fix = (f"set eval.fid.weights=/path/to/pt_inception-2015-12-05.pth (or --weights), "
-           f"or use an offline extractor: eval.fid.extractor=path/to/extractor.pt (or --extractor)")
     if weights:
         if not Path(weights).is_file():
-            raise InceptionWeightsMissing(f"Inception weights file {weights!r} does not exist; {fix}")
+            raise InceptionWeightsMissing(f"Inception weights file {weights!r} does not exist; {offline_choices()}")
         return weights
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_URL.rsplit("/", 1)[1]
+    cached = inception_cache_file()
     if cached.is_file():
         return str(cached)
     cached.parent.mkdir(parents=True, exist_ok=True)
@@ -121,7 +135,7 @@ def _inception_weights_file(weights: str) -> str:
     except Exception as err:  # no network, proxy, timeout: all mean "not available here"
         reason = f"{type(err).__name__}: {str(err).splitlines()[0][:80]}" if str(err) else type(err).__name__
         raise InceptionWeightsMissing(f"Inception weights for FID are not cached and cannot be downloaded "
-                                      f"({reason}); {fix}") from None
+                                      f"({reason}); {offline_choices()}") from None
     finally:
         socket.setdefaulttimeout(previous)
     return str(cached)
@@ -136,6 +150,37 @@ def inception_extractor(weights: str) -> Extractor:
 def torchscript_extractor(path: str) -> Extractor:
     return Extractor(Path(path).stem, TORCHSCRIPT, "features", str(Path(path).resolve()),
                      (("torchscript_path", str(Path(path).resolve())),))
+
+
+def measurement_warnings(extractor: Extractor, images, num_fake: int) -> list[str]:
+    """What to know before trusting a distance of `num_fake` samples against `images` in this space."""
+    lines = [domain_warning(extractor, images), size_note(num_fake, min(num_fake, len(images)))]
+    return [line for line in lines if line]
+
+
+def domain_warning(extractor: Extractor, images) -> str | None:
+    """A warning where the extractor's network was trained on one narrow domain (the shapes glyphs)
+    and the real images are not from it: its features then describe the images poorly, and the
+    distance says little about them."""
+    if not extractor.domain or images.name == extractor.domain:
+        return None
+    return (f"warning: {extractor.label}'s network was trained on the {extractor.domain} data alone, not on images "
+            f"like {images.name}; its distances say little about them. For other images use Inception (FID), "
+            "or a TorchScript extractor trained on images like them (--extractor FILE.pt)")
+
+
+SMALL_REAL_RATIO = 10  # real images fewer than samples / this: the real statistics are the weak side
+
+
+def size_note(num_fake: int, num_real: int) -> str | None:
+    """A note where the real images are far fewer than the samples: the distance's error is then the
+    real statistics' (a covariance from few images), which more samples do not lower, and its bias
+    depends on both counts, so it compares only with figures of the same counts."""
+    if num_real * SMALL_REAL_RATIO >= num_fake:
+        return None
+    return (f"note: {num_real:,} real images against {num_fake:,} samples: the real statistics limit the estimate "
+            f"(more samples do not make it better), and a Frechet distance's bias depends on both counts: compare "
+            f"it only with figures of the same counts ({num_fake:,} samples, {num_real:,} real)")
 
 
 def configured_extractor(cfg) -> str:

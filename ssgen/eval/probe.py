@@ -20,6 +20,7 @@ from torch import nn
 from ssgen.config import ProbeConfig
 from ssgen.console import ProgressReport
 from ssgen.data.base import seeded_subset
+from ssgen.eval.metrics import STANDARD_ERROR, binomial_standard_error
 from ssgen.images import to_float
 from ssgen.parallel import gather_rows, shard, world
 
@@ -47,7 +48,8 @@ class ProbeData:
 
     def description(self, metric: str) -> dict:
         return {"metric": metric, "dataset": self.dataset, "train_split": "train", "test_split": "test",
-                "train_size": len(self.train_labels), "test_size": len(self.test_labels)}
+                "train_size": len(self.train_labels), "test_size": len(self.test_labels),
+                "standard_error": STANDARD_ERROR}
 
 
 def classifier_description(tolerance: float, max_iter: int, l2: float) -> str:
@@ -186,6 +188,11 @@ class ProbeResult:
     accuracy: float  # test top-1
     iterations: int  # L-BFGS iterations the fit used
     converged: bool
+    test_size: int = 0  # images the accuracy was measured on
+
+    @property
+    def standard_error(self) -> float:
+        return binomial_standard_error(self.accuracy, self.test_size)
 
 
 def fit_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
@@ -193,7 +200,7 @@ def fit_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor
     """Test top-1 of a logistic regression fit on standardised training features, and how the fit ended."""
     classifier, fit = fit_linear_classifier(train_x, train_y, num_classes, max_iter, l2, tolerance)
     with torch.no_grad():
-        return ProbeResult(top1(classifier(test_x), test_y), fit.iterations, fit.converged)
+        return ProbeResult(top1(classifier(test_x), test_y), fit.iterations, fit.converged, len(test_y))
 
 
 def probe_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,

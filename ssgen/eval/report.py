@@ -17,8 +17,10 @@ with n; report.md opens with the probe's peak against its final, the headline of
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
+import textwrap
 from collections import Counter
 from dataclasses import dataclass
 from statistics import mean, stdev
@@ -27,9 +29,9 @@ from typing import Callable, Iterable
 
 import yaml
 
-from ssgen.checkpoint import CONFIG_FILE
+from ssgen.checkpoint import CONFIG_FILE, checkpoint_step, list_checkpoints
 from ssgen.errors import CheckpointError
-from ssgen.eval.metrics import METRICS_FILE, read_metrics
+from ssgen.eval.metrics import METRICS_FILE, binomial_standard_error, read_metrics
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,12 @@ FAMILIES = (
     Family("accuracy", "Classifier test top-1 vs step", lambda k: k.startswith("accuracy/"), False),
     # Every self-supervised task logs `<task>/acc_real` (and `_fake` on a GAN's G side).
     Family("tasks", "Self-supervised task accuracy vs step", lambda k: k.split("/")[-1].startswith("acc_"), False),
+    # `ssgen finetune`: finetune/linear (stage 1) and finetune/full (stage 2), _random_init for the floor.
+    Family("finetune", "Fine-tuning test top-1 (stage 1: linear probe, stage 2: whole network) vs checkpoint step",
+           lambda k: k.startswith("finetune/"), False),
 )
+NOISE = 2.0  # standard errors of a difference within which two top-1 figures are not told apart
+TITLE_WIDTH = 60  # characters a panel title's line holds in its 5-inch panel at 9 points
 
 
 @dataclass
@@ -58,20 +65,24 @@ class Run:
     config: dict
     # (metric key, protocol as canonical JSON) -> [(step, value)], in file order
     series: dict[tuple[str, str], list[tuple[int, float]]]
+    steps_run: int = 0  # the last step trained: its newest checkpoint's, or its metrics' last step
 
 
 def load_run_metrics(path: Path, label: str) -> Run:
     if not (path / METRICS_FILE).is_file():
         raise CheckpointError(f"{str(path)!r} is not a run directory with metrics (no {METRICS_FILE})")
     series: dict[tuple[str, str], list[tuple[int, float]]] = {}
-    for record in read_metrics(path):
+    records = read_metrics(path)
+    for record in records:
         protocol = json.dumps(record.get("protocol", {}), sort_keys=True)
         for key, value in record["metrics"].items():
             if any(family.selects(key) for family in FAMILIES):
                 series.setdefault((key, protocol), []).append((record["step"], value))
     config_file = path / CONFIG_FILE
     config = (yaml.safe_load(config_file.read_text()) or {}) if config_file.is_file() else {}
-    return Run(label, path, config, series)
+    # A stopped run's last checkpoint is past its last logged step (223 against a log at 200).
+    last = [checkpoint_step(p) for p in list_checkpoints(path)[-1:]] + [r["step"] for r in records]
+    return Run(label, path, config, series, max(last, default=0))
 
 
 SeriesKey = tuple[str, str]  # (metric key, protocol as canonical JSON)
@@ -80,6 +91,26 @@ SeriesKey = tuple[str, str]  # (metric key, protocol as canonical JSON)
 def spread(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     return mean(values), stdev(values) if len(values) > 1 else 0.0
+
+
+def test_size_of(key: str, protocol: dict) -> int | None:
+    """The test images behind a top-1 figure, where its error is binomial: its protocol says so
+    (`standard_error`), or, recorded before protocols said it, it is a probe's or kNN's figure."""
+    size = protocol.get("test_size")
+    binomial = "standard_error" in protocol or key.startswith(("probe/", "knn/"))
+    return size if binomial and isinstance(size, int) and size > 0 else None
+
+
+def within_noise(a: float, b: float, test_size: int) -> bool:
+    """Whether two top-1 figures on `test_size` images differ by no more than NOISE standard errors
+    of their difference (as if independent: on one test set, a cautious reading)."""
+    spread_ab = math.hypot(binomial_standard_error(a, test_size), binomial_standard_error(b, test_size))
+    return abs(a - b) <= NOISE * spread_ab
+
+
+def clearly_best(curve: dict[int, float], step: int, test_size: int) -> bool:
+    """Whether the figure at `step` beats every other step's by more than the noise."""
+    return all(not within_noise(curve[step], value, test_size) for other, value in curve.items() if other != step)
 
 
 @dataclass
@@ -171,7 +202,10 @@ def panel_title(key: str, protocol: str, groups: list[tuple[str, str]]) -> str:
     same_key = [p for k, p in groups if k == key]
     if len(same_key) == 1:
         return key
-    return f"{key}  [protocol: {describe(json.loads(protocol), differing_fields(same_key))}]"
+    # Wrapped to the panel's width: a protocol's fields (a fine-tuning's init path ...) run long, and
+    # a title wider than its panel runs into its neighbours'.
+    return textwrap.fill(f"{key}  [protocol: {describe(json.loads(protocol), differing_fields(same_key))}]",
+                         TITLE_WIDTH)
 
 
 def mixed_protocol_warnings(groups: list[tuple[str, str]]) -> list[str]:
@@ -197,9 +231,8 @@ def plot_band(ax, group: Group, series: SeriesKey, index: int, suffix: str = "")
             ax.fill_between(steps, means - stds, means + stds, color=f"C{index}", alpha=0.2, linewidth=0)
 
 
-def plot_family(groups: list[Group], family: Family, out: Path) -> list[str]:
-    """Write <family>.png (+ .protocol.json beside it), a line per group with its seeds' ± std band;
-    returns warnings about mixed protocols."""
+def family_figure(groups: list[Group], family: Family):
+    """The family's figure, a panel per (metric, protocol), what each panel holds, and those pairs."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -209,7 +242,8 @@ def plot_family(groups: list[Group], family: Family, out: Path) -> list[str]:
     series = panels(runs, family)
     columns = min(3, len(series))
     rows = -(-len(series) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.6 * rows), squeeze=False)
+    # Constrained layout makes room for titles of several lines and the figure's title above them.
+    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.6 * rows), squeeze=False, layout="constrained")
     saved = []
     for ax, (key, protocol) in zip(axes.flat, series):
         title = panel_title(key, protocol, series)
@@ -224,7 +258,15 @@ def plot_family(groups: list[Group], family: Family, out: Path) -> list[str]:
     for ax in list(axes.flat)[len(series):]:
         ax.set_visible(False)
     fig.suptitle(family.title)
-    fig.tight_layout()
+    return fig, saved, series
+
+
+def plot_family(groups: list[Group], family: Family, out: Path) -> list[str]:
+    """Write <family>.png (+ .protocol.json beside it), a line per group with its seeds' ± std band;
+    returns warnings about mixed protocols."""
+    import matplotlib.pyplot as plt
+
+    fig, saved, series = family_figure(groups, family)
     fig.savefig(out / f"{family.name}.png", dpi=100)
     plt.close(fig)
     (out / f"{family.name}.protocol.json").write_text(json.dumps(saved, indent=1))
@@ -369,15 +411,48 @@ def value_and_steps(points: list[tuple[int, float]]) -> str:
     return f"{mean_std(values)} | {steps[0] if len(set(steps)) == 1 else ', '.join(map(str, steps))}"
 
 
+def with_standard_error(point: tuple[int, float], test_size: int) -> str:
+    """A 'value ± standard error | step' cell of one run's top-1 figure."""
+    step, value = point
+    return f"{value:.4g} ± {binomial_standard_error(value, test_size):.2g} | {step}"
+
+
+STANDARD_ERROR_NOTE = (f"A single run's top-1 figure is given ± its binomial standard error, sqrt(p (1 - p) / n) over "
+                       f"the protocol's n = test_size test images (a group's ±: the std over its seeds). A step is "
+                       f"called best only where its figure beats every other step's by more than {NOISE:g} standard "
+                       "errors of their difference; otherwise: none clear.")
+
+
 def summary_table(group: Group) -> list[str]:
-    """Each metric's final and best record, mean ± std over the group's seeds, n: the seeds that logged it."""
+    """Each metric's final and best record, mean ± std over the group's seeds, n: the seeds that logged it.
+    A top-1 figure of one run carries its standard error, and no step is called best within the noise."""
     lines = ["| metric | final | at step | best | at step | n | protocol |", "|---|---|---|---|---|---|---|"]
+    with_errors = False
     for family in FAMILIES:
         for key, protocol in panels(group.runs, family):
             finals, bests = group.ends((key, protocol), family.lower_is_better)
-            lines.append(f"| {key} | {value_and_steps(finals)} | {value_and_steps(bests)} | {len(finals)} | "
-                         f"{describe(json.loads(protocol))} |")
-    return lines
+            test_size = test_size_of(key, json.loads(protocol))
+            final, best = value_and_steps(finals), value_and_steps(bests)
+            if test_size:
+                with_errors = True
+                if len(finals) == 1:
+                    final, best = with_standard_error(finals[0], test_size), with_standard_error(bests[0], test_size)
+                curves = group.curves((key, protocol))
+                if not all(clearly_best(curve, step, test_size) for curve, (step, _) in zip(curves, bests)):
+                    best = "none clear (within noise) | -"
+            lines.append(f"| {key} | {final} | {best} | {len(finals)} | {describe(json.loads(protocol))} |")
+    return lines + (["", STANDARD_ERROR_NOTE] if with_errors else [])
+
+
+def drop_cell(drops: list[float], peaks: list[tuple[int, float]], finals: list[tuple[int, float]],
+              test_size: int | None) -> str:
+    """peak - final: mean ± std over seeds; one run's with the standard error of the difference, and
+    marked where it is within the noise (no forgetting shown)."""
+    if not test_size or len(drops) > 1:
+        return mean_std(drops)
+    (_, peak), (_, final) = peaks[0], finals[0]
+    error = math.hypot(binomial_standard_error(peak, test_size), binomial_standard_error(final, test_size))
+    return f"{drops[0]:.4g} ± {error:.2g}" + (" (within noise)" if within_noise(peak, final, test_size) else "")
 
 
 def forgetting_table(groups: list[Group]) -> list[str]:
@@ -388,18 +463,37 @@ def forgetting_table(groups: list[Group]) -> list[str]:
         for key, protocol in panels(group.runs, probe):
             finals, peaks = group.ends((key, protocol), lower_is_better=False)
             drops = [peak - final for (_, peak), (_, final) in zip(peaks, finals)]
-            lines.append(f"| {group.label} | {key} | {value_and_steps(peaks)} | {value_and_steps(finals)} | "
-                         f"{mean_std(drops)} | {len(finals)} | {describe(json.loads(protocol))} |")
+            test_size = test_size_of(key, json.loads(protocol))
+            cells = [with_standard_error(points[0], test_size) if test_size and len(points) == 1
+                     else value_and_steps(points) for points in (peaks, finals)]
+            lines.append(f"| {group.label} | {key} | {cells[0]} | {cells[1]} | "
+                         f"{drop_cell(drops, peaks, finals, test_size)} | {len(finals)} | {describe(json.loads(protocol))} |")
     header = ["| runs | probe | peak | at step | final | at step | peak - final | n | protocol |",
               "|---|---|---|---|---|---|---|---|---|"]
     return header + lines if lines else []
 
 
+def steps_trained(group: Group) -> str:
+    """The steps the runs trained, against the config's where they stopped short of it (223 of 560)."""
+    configured = group.runs[0].config.get("trainer", {}).get("steps")
+    trained = sorted({run.steps_run for run in group.runs})
+    text = ", ".join(map(str, trained))
+    return f"{text} steps" if trained == [configured] else f"{text} of {configured} steps"
+
+
+def finetuned_from(run: Run) -> list[str]:
+    """The checkpoints (or random init) that `ssgen finetune` records in a run's metrics came from."""
+    sources = {json.loads(protocol).get("init", "?") for key, protocol in run.series if key.startswith("finetune/")}
+    return sorted(sources)
+
+
 def group_header(group: Group) -> str:
     cfg = group.runs[0].config
     method, data = cfg.get("method", {}), cfg.get("data", {})
-    facts = [f"method `{method.get('name', '?')}`", f"data `{data.get('name', '?')}`",
-             f"{cfg.get('trainer', {}).get('steps', '?')} steps"] if cfg else ["no config.yaml"]
+    facts = [f"method `{method.get('name', '?')}`", f"data `{data.get('name', '?')}`", steps_trained(group)]
+    if not cfg:  # an `ssgen finetune --out` folder holds metrics alone
+        sources = finetuned_from(group.runs[0])
+        facts = [f"`ssgen finetune` of {', '.join(f'`{s}`' for s in sources)}"] if sources else ["no config.yaml"]
     if len(group.runs) == 1:
         return f"`{group.runs[0].path}`: " + ", ".join(facts)
     where = ", ".join(f"`{run.path}` (seed {run.config.get('seed', '?')})" for run in group.runs)
@@ -454,7 +548,7 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> Path:
         title = f"## Runs {with_n(group.label, len(group.runs))}" if len(group.runs) > 1 else f"## Run {group.label}"
         lines += [title, "", group_header(group), ""]
         recorded = any(run.series for run in group.runs)
-        lines += summary_table(group) if recorded else ["No FID/FD, probe or task accuracy recorded."]
+        lines += summary_table(group) if recorded else ["No FID/FD, probe, task or fine-tuning accuracy recorded."]
         samples = [p for run in group.runs for p in copy_latest_samples(run, out)]
         lines += [""] + [f"![{p.stem}]({p.relative_to(out)})" for p in samples] + [""]
     report = out / "report.md"

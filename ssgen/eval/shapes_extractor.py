@@ -67,4 +67,4 @@ register_features_module(TF_NAME, lambda weights_path=str(WEIGHTS), **_: load_cl
 def shapes_extractor(weights: str) -> Extractor:
     """`weights` (eval.fid.weights) may name another file of the same network; default: the shipped one."""
     path = str(Path(weights).resolve()) if weights else str(WEIGHTS)
-    return Extractor(NAME, TF_NAME, "features", path, (("weights_path", path),))
+    return Extractor(NAME, TF_NAME, "features", path, (("weights_path", path),), domain="shapes")

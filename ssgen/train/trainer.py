@@ -19,7 +19,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from ssgen import parallel
 from ssgen.checkpoint import (BEST, CHECKPOINT_DIR, CONFIG_FILE, FORMAT, HOLDOUT_FILE, LABELLED_FILE,
-                              atomic_save, build_method, checkpoint_dir, latest_readable, list_checkpoints,
+                              atomic_save, build_method, checkpoint_dir, checkpoint_step, latest_readable, list_checkpoints,
                               load_method_state, read_holdout, read_labelled, save_checkpoint)
 from ssgen.config import Config, to_dict
 from ssgen.console import Heartbeat, ProgressReport, duration
@@ -34,6 +34,7 @@ from ssgen.images import save_grid
 from ssgen.optim import set_learning_rates
 from ssgen.registry import METHODS
 from ssgen.step import Progress
+from ssgen.threads import Pace, set_threads
 
 
 class NonFiniteLoss(SsgenError):
@@ -61,6 +62,12 @@ def train(cfg: Config, resume: bool = False, log=print, progress: bool = True, o
     try:
         if trainer.restore(resume):
             trainer.run()
+    except KeyboardInterrupt:  # a second Ctrl-C: it writes no checkpoint, so say what it loses
+        if trainer.report is not None:
+            trainer.report.close()
+        trainer.log(trainer.abort_message())
+        trainer.close(finished=False)
+        raise
     except BaseException:
         trainer.close(finished=False)
         raise
@@ -98,8 +105,14 @@ class Trainer:
         cfg, tc = self.cfg, self.cfg.trainer
         if not resume:  # one run, one directory
             claim_run_dir(self.run_dir, overwrite, self.place.is_main)
-        if tc.threads:
-            torch.set_num_threads(tc.threads)
+        # On a CPU the thread count is chosen (trainer.threads=0) and the pace watched; a GPU's
+        # host threads only feed it, so there a count is set only where asked for.
+        on_cpu = self.device.type == "cpu"
+        self.thread_notes: list[str] = []  # said once training starts: a setup error stays the one line
+        if on_cpu or tc.threads:
+            threads = set_threads(tc.threads, tc.deterministic, self.thread_notes.append)
+        self.pace = Pace(threads, f"ssgen train --resume {self.run_dir}") if on_cpu else None
+        self.evaluated_in_window = False  # an evaluation since the last log: that window's pace is not compared
         torch.use_deterministic_algorithms(tc.deterministic)
         torch.manual_seed(cfg.seed)
 
@@ -235,6 +248,8 @@ class Trainer:
         # A host sync every step costs nothing on the CPU but stalls a GPU's queue: check less often there.
         check_every = 1 if self.device.type == "cpu" else tc.log_every
         amp = autocast(self.cfg, self.device)
+        for note in self.thread_notes:
+            self.log(note)
         # A bar on a terminal; in a file (or with --no-progress) a plain line every log_every steps.
         self.report = ProgressReport(tc.steps, "step", self.log, every=tc.log_every, initial=self.step,
                                      unit="steps", bar=self.show_progress and self.place.is_main)
@@ -312,6 +327,11 @@ class Trainer:
         values["perf/steps_per_s"] = (now[0] - step) / max(now[1] - elapsed, 1e-9)
         values["perf/skipped_steps"] = float(self.method.skipped_steps)
         self.timed_from = now
+        if self.pace is not None:
+            slump = self.pace.check(values["perf/steps_per_s"], self.step, clean=not self.evaluated_in_window)
+            if slump:
+                self.log(slump)
+        self.evaluated_in_window = False
         for key, value in values.items():
             self.writer.add_scalar(key, value, self.step)
         append_metrics(self.run_dir, self.step, values)
@@ -324,6 +344,7 @@ class Trainer:
 
     def evaluate(self, evaluators) -> None:
         parallel.broadcast_buffers(self.method)  # every process evaluates rank 0's model
+        self.evaluated_in_window = True
         for evaluator in evaluators:
             workload = evaluator.workload()
             eta = self.took.get(evaluator.name, self.seconds_per_image * workload.images)
@@ -357,6 +378,19 @@ class Trainer:
             parts.append(f"{label} {change}{format_metric(key, last)}")
         parts.append(f"checkpoint {self.last_checkpoint}")
         return "; ".join(parts)
+
+    def abort_message(self) -> str:
+        """What an abort (a second Ctrl-C, which writes no checkpoint) loses, and how to go on."""
+        saved = (checkpoint_step(self.last_checkpoint) if self.last_checkpoint else None) or 0
+        resume = f"ssgen train --resume {self.run_dir}"
+        if self.step == 0:
+            return "aborted before the first step: nothing trained is lost"
+        if self.step <= saved:
+            return f"aborted at step {self.step}, nothing lost (checkpoint {self.last_checkpoint}); continue with: {resume}"
+        lost = f"step {self.step}" if self.step == saved + 1 else f"steps {saved + 1}-{self.step}"
+        kept = (f"continue from the last checkpoint, step {saved} ({self.last_checkpoint})" if self.last_checkpoint
+                else "no checkpoint was written; start over from step 0")
+        return f"aborted at step {self.step}: {lost} lost; {kept} with: {resume}"
 
     def checkpoint_state(self) -> dict:
         return {"format": FORMAT, "step": self.step, "config": to_dict(self.cfg),
