@@ -10,8 +10,9 @@ set -euo pipefail
 OUT=${1:?usage: DATA=DIR $0 OUT_DIR}
 DATA=${DATA:?set DATA to a directory holding train.zip and test.zip}
 STEPS=${STEPS:-4000}; PROBE_EVERY=${PROBE_EVERY:-500}; SEEDS=${SEEDS:-"0 1 2"}
+METHODS=${METHODS:-"gan ssgan"}; PRECISION=${PRECISION:-bf16}  # PRECISION=fp32 METHODS=gan: the bf16 check
 mkdir -p "$OUT"
-for method in gan ssgan; do
+for method in $METHODS; do
   for seed in $SEEDS; do
     ssgen train --config "configs/${method}_cifar10.yaml" --no-progress \
       --set seed="$seed" --set run_dir="$OUT/$method-s$seed" \
@@ -20,7 +21,7 @@ for method in gan ssgan; do
       --set method.ema_decay=0 \
       --set method.d_optim.lr=4e-4 --set method.d_optim.schedule=constant \
       --set method.g_optim.lr=2e-4 --set method.g_optim.schedule=constant \
-      --set trainer.steps="$STEPS" --set trainer.batch_size=64 --set trainer.precision=bf16 \
+      --set trainer.steps="$STEPS" --set trainer.batch_size=64 --set trainer.precision="$PRECISION" \
       --set trainer.threads=1 --set trainer.device=cpu --set trainer.log_every=100 \
       --set trainer.sample_every=1000 --set trainer.checkpoint_every="$PROBE_EVERY" --set trainer.keep_checkpoints=1000 \
       --set eval.fid.every=0 \
