@@ -3,7 +3,7 @@
 On a CPU that other work shares, torch's default (one thread per physical core) collapses: the
 threads of each operation wait on each other while a core is busy elsewhere. On the 2-core
 machine with one other job, 50 quick-demo steps took 74-162 s at 2 threads and 7 s at 1
-(issue 27; tools/bench_threads_under_load.py measures it). On a quiet machine 2 threads are
+(tools/bench_threads_under_load.py measures it). On a quiet machine 2 threads are
 1.3-1.7x faster than 1 (docs/performance.md). So `trainer.threads: 0` (auto) chooses at the start
 from what the cores are doing then: the physical cores less those busy with other work, at least
 one. Work that starts later is what `Pace` is for: it says when the steps/s fall far below the
