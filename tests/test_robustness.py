@@ -302,6 +302,7 @@ def test_ctrl_c_writes_a_final_checkpoint_and_resume_continues(tmp_path, monkeyp
         return loss
 
     LossHook(monkeypatch, interrupt_at_step_3)
+    before = signal.getsignal(signal.SIGINT)  # SIG_IGN where pytest itself runs in the background
     cfg = tiny_config(tmp_path / "run", "trainer.steps=6", "trainer.checkpoint_every=100")
     messages = []
     with pytest.raises(Stopped) as stopped:
@@ -310,7 +311,7 @@ def test_ctrl_c_writes_a_final_checkpoint_and_resume_continues(tmp_path, monkeyp
     assert stopped.value.exit_status == 130
     assert [read_checkpoint(p)["step"] for p in list_checkpoints(run)] == [3]
     assert any("stopped at step 3" in m for m in messages)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert signal.getsignal(signal.SIGINT) is before  # handlers restored
     quiet_train(cfg, resume=True)
     assert read_checkpoint(list_checkpoints(run)[-1])["step"] == 6
 
@@ -323,17 +324,18 @@ def test_a_second_ctrl_c_aborts_at_once(ssgen, tmp_path, monkeypatch, capsys):
         return loss
 
     LossHook(monkeypatch, interrupt_twice_at_step_3)
+    before = signal.getsignal(signal.SIGINT)
     run_dir = tmp_path / "run"
     code, _, err = ssgen(*train_cli_args(run_dir, "trainer.steps=6",
                                                               "trainer.checkpoint_every=2"))
     assert code == 130 and err.strip().splitlines()[-1] == "aborted" and "Traceback" not in err
     (checkpoint,) = list_checkpoints(run_dir)
     assert read_checkpoint(checkpoint)["step"] == 2
-    # What is lost and how to go on, in a line before "aborted" (issue 27)
+    # What is lost and how to go on, in a line before "aborted"
     (said,) = [line for line in err.splitlines() if line.startswith("aborted at")]
     assert said == (f"aborted at step 3: step 3 lost; continue from the last checkpoint, step 2 ({checkpoint}) "
                     f"with: ssgen train --resume {run_dir}")
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 # ---------------------------------------------------------------- weights-only loading
