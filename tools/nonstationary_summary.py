@@ -26,7 +26,8 @@ def read_run(run: Path) -> tuple[dict[int, float], dict[int, float], dict]:
         for name, curve in curves.items():
             if name in record["metrics"]:
                 curve[record["step"]] = record["metrics"][name]
-                protocol = record["protocol"] if name == TASK else protocol
+        if TASK in record["metrics"]:
+            protocol = record["protocol"]
     return curves[TASK], curves[PROBE], protocol
 
 
