@@ -44,6 +44,11 @@ RUNS = {
 }
 
 
+# Metric names changed on purpose since the recording (the values are pinned as before):
+# S4L's task metrics say `_real` as an encoder's do, for tasks posed on the dataset's images.
+RENAMED = {"s4l": {"rotation/acc_train": "rotation/acc_real"}}
+
+
 def platform() -> str:
     return f"torch {torch.__version__.split('+')[0]}, {torch.backends.cpu.get_cpu_capability()}"
 
@@ -91,6 +96,8 @@ def train(name: str, run_dir: Path, ssgen) -> dict:
 def test_a_seeded_run_gives_the_recorded_losses_and_weights(name, tmp_path, ssgen):
     recorded = json.loads(RECORD.read_text())
     expected, got = recorded["runs"][name], train(name, tmp_path / name, ssgen)
+    renamed = RENAMED.get(name, {})
+    expected["losses"] = [{renamed.get(key, key): value for key, value in row.items()} for row in expected["losses"]]
     assert len(got["losses"]) == len(expected["losses"]) == 3
     if recorded["platform"] == platform():
         assert got["losses"] == expected["losses"]

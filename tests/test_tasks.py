@@ -12,7 +12,8 @@ from ssgen.eval.metrics import read_metrics
 from ssgen.nets.base import DiscriminatorConfig, Generator
 from ssgen.registry import DISCRIMINATORS, METHODS
 from ssgen.step import DataInfo
-from ssgen.tasks.base import Task, TaskConfig, encode_together
+from ssgen.methods.carrier import encode_together
+from ssgen.tasks.base import Task, TaskConfig
 from ssgen.train.trainer import train
 from small_runs import ROTNET, SMALL_GAN, TINY_GAN
 

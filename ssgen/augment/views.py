@@ -45,6 +45,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+from typing import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -53,6 +54,7 @@ from torch import nn
 from ssgen.augment import ops
 from ssgen.config import from_dict, ranged
 from ssgen.errors import ConfigError
+from ssgen.parallel import local_slice, world
 
 
 @dataclass
@@ -178,3 +180,13 @@ class Augmenter(nn.Module):
             # All views of one kind in one batched pass.
             views += augment(x.repeat(cfg.count, 1, 1, 1), cfg, size).chunk(cfg.count)
         return views
+
+
+def augmented_views(augment: Callable[[torch.Tensor], list[torch.Tensor]], x: torch.Tensor) -> list[torch.Tensor]:
+    """augment(x) for this process's slice, drawn as one process draws for the global batch
+    (every process augments the global batch's worth and keeps its rows), so K processes see
+    the views one process would."""
+    world_size = world()[1]
+    if world_size == 1:
+        return augment(x)
+    return [local_slice(view) for view in augment(torch.cat([x] * world_size))]

@@ -16,7 +16,7 @@ from ssgen.data.base import seeded_subset
 from ssgen.eval.workload import Workload, smaller
 from ssgen.images import to_float
 from ssgen.step import Progress
-from ssgen.tasks.base import encode_together
+from ssgen.methods.carrier import encode_together
 
 
 def scored_tasks(method) -> list:

@@ -17,7 +17,8 @@ from ssgen.config import MethodConfig, NetConfig, OptimConfig, net
 from ssgen.methods.base import Method
 from ssgen.registry import ENCODERS, METHODS
 from ssgen.step import Batch, DataInfo, Progress, as_batch
-from ssgen.tasks.base import (TaskConfig, build_tasks, check_tasks_without_generator, encode_together, task_losses, tasks_field)
+from ssgen.methods.carrier import carry, prepare_tasks, tasks_follow
+from ssgen.tasks.base import TaskConfig, build_tasks, check_tasks_without_generator, tasks_field
 from ssgen.tasks.rotation import RotationConfig
 
 
@@ -50,19 +51,15 @@ class Encoder(Method):
 
     def train_step(self, next_batch, progress: Progress = Progress()) -> dict[str, torch.Tensor]:
         batch = as_batch(next_batch())
-        for task in self.tasks:
-            task.before_step(batch, progress)
+        prepare_tasks(self.tasks, batch, progress)
         return self.run_step("encoder", batch, progress)
 
     def encoder_step(self, batch: Batch, progress: Progress) -> dict[str, torch.Tensor]:
-        inputs = [task.inputs(batch, progress) for task in self.tasks]
-        features = encode_together(self.encoder, [x for i in inputs for x in i.images])
-        loss, logs = task_losses(self.tasks, features, inputs, progress,
-                                 [task.cfg.d_weight for task in self.tasks], "", "_real")
-        self.optimize("encoder", loss)
-        for task in self.tasks:
-            task.after_update(self.encoder, progress)
-        return {**logs, "loss/total": loss.detach()}
+        carried = carry(self.encoder, self.tasks, batch, progress,
+                        weights=[task.cfg.d_weight for task in self.tasks], loss_prefix="", posed_on="real")
+        self.optimize("encoder", carried.loss)
+        tasks_follow(self.tasks, self.encoder, progress)
+        return {**carried.logs, "loss/total": carried.loss.detach()}
 
     def task_carrier(self):
         return (self.encoder, self.tasks) if len(self.tasks) else None

@@ -25,8 +25,8 @@ from ssgen.nets.momentum import MomentumCopy
 from ssgen.parallel import local_slice, near_equal_sizes, world
 from ssgen.registry import DISCRIMINATORS, GENERATORS, METHODS
 from ssgen.step import Batch, DataInfo, Progress, as_batch
-from ssgen.tasks.base import (TaskConfig, build_tasks, check_tasks, encode_together, listed_keys, reused_views,
-                              task_losses, tasks_field, with_reused_features)
+from ssgen.methods.carrier import carry, prepare_tasks, tasks_follow
+from ssgen.tasks.base import TaskConfig, build_tasks, check_tasks, listed_keys, tasks_field
 
 
 @dataclass
@@ -84,31 +84,36 @@ class GAN(Method):
     # ---------------------------------------------------------------- losses
     def d_loss(self, real: Batch | torch.Tensor, fake: torch.Tensor,
                progress: Progress = Progress()) -> tuple[torch.Tensor, dict]:
-        real_batch = as_batch(real)
-        real = real_batch.images
-        inputs = [task.inputs(real_batch, progress) for task in self.tasks]
-        features = encode_together(self.D, [real, fake, *reused_views(inputs)])
-        real_logits, fake_logits = self.D.critic(torch.cat(features[:2])).squeeze(1).chunk(2)
+        """D's loss: GAN loss(D(real), D(fake)) + Σ d_weight * task loss(D(the task's views of real)).
+
+        One D pass over the rows below (D has no batch-dependent layers). With SS-GAN's rotation
+        task, B = batch size and R = rotation_fraction * B:
+
+            rows:  0 ... B-1 | B ... 2B-1 | 2B ... 2B+R-1 | ... 2B+2R-1 | ... 2B+3R-1
+            image: real      | fake       | real[:R] 90°  | real[:R] 180° | real[:R] 270°
+            read:  critic    | critic     | rotation head, with rows 0 ... R-1 as the 0° views
+
+        The rotation head's labels are then [0]*R + [1]*R + [2]*R + [3]*R (pretext.rotate4)."""
+        real = as_batch(real)
+        carried = carry(self.D, self.tasks, real, progress, beside=[real.images, fake],
+                        weights=[task.cfg.d_weight for task in self.tasks], loss_prefix="d_", posed_on="real")
+        real_logits, fake_logits = self.D.critic(torch.cat(carried.beside)).squeeze(1).chunk(2)
         gan_loss = d_adversarial_loss(real_logits, fake_logits, self.cfg.loss)
+        loss = gan_loss + carried.loss
         logs = {"d/real_logit": real_logits.detach().mean(), "d/fake_logit": fake_logits.detach().mean()}
-        if not self.tasks:
-            return gan_loss, {"loss/d": gan_loss.detach(), **logs}
-        task_loss, task_logs = task_losses(self.tasks, with_reused_features(features[2:], inputs, features[0]),
-                                           inputs, progress, [task.cfg.d_weight for task in self.tasks], "d_", "_real")
-        loss = gan_loss + task_loss
-        return loss, {**task_logs, "loss/d_gan": gan_loss.detach(), **logs, "loss/d": loss.detach()}
+        gan_log = {"loss/d_gan": gan_loss.detach()} if self.tasks else {}
+        return loss, {**carried.logs, **gan_log, **logs, "loss/d": loss.detach()}
 
     def g_loss(self, fake: torch.Tensor, progress: Progress = Progress()) -> tuple[torch.Tensor, dict]:
+        """G's loss: GAN loss(D(fake)) + Σ g_weight * task loss(D(the task's views of fake)), over the
+        tasks with a G side; one D pass, laid out as in d_loss without the real rows."""
         tasks = [task for task in self.tasks if task.g_weight > 0]
-        inputs = [task.inputs(Batch.unlabelled(fake), progress) for task in tasks]
-        features = encode_together(self.D, [fake, *reused_views(inputs)])
-        gan_loss = g_adversarial_loss(self.D.critic(features[0]).squeeze(1), self.cfg.loss)
-        if not tasks:
-            return gan_loss, {"loss/g": gan_loss.detach()}
-        task_loss, task_logs = task_losses(tasks, with_reused_features(features[1:], inputs, features[0]),
-                                           inputs, progress, [task.g_weight for task in tasks], "g_", "_fake")
-        loss = gan_loss + task_loss
-        return loss, {"loss/g": loss.detach(), "loss/g_gan": gan_loss.detach(), **task_logs}
+        carried = carry(self.D, tasks, Batch.unlabelled(fake), progress, beside=[fake],
+                        weights=[task.g_weight for task in tasks], loss_prefix="g_", posed_on="fake")
+        gan_loss = g_adversarial_loss(self.D.critic(carried.beside[0]).squeeze(1), self.cfg.loss)
+        loss = gan_loss + carried.loss
+        gan_log = {"loss/g_gan": gan_loss.detach()} if tasks else {}
+        return loss, {"loss/g": loss.detach(), **gan_log, **carried.logs}
 
     # ---------------------------------------------------------------- training
     def noise(self, n: int, generator: torch.Generator | None = None,
@@ -128,6 +133,7 @@ class GAN(Method):
         logs: dict[str, torch.Tensor] = {}
         for _ in range(self.cfg.n_dis):
             real = as_batch(next_batch())
+            prepare_tasks(self.tasks, real, progress)
             logs = self.run_step("d", real, progress)
         return {**logs, **self.run_step("g", real, progress)}
 
@@ -136,8 +142,7 @@ class GAN(Method):
             fake = self.G(self.training_noise(len(real.images)))
         loss, logs = self.d_loss(real, fake, progress)
         self.optimize("d", loss)
-        for task in self.tasks:
-            task.after_update(self.D, progress)
+        tasks_follow(self.tasks, self.D, progress)
         return logs
 
     def g_step(self, real: Batch, progress: Progress) -> dict[str, torch.Tensor]:

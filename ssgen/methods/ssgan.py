@@ -1,12 +1,23 @@
 """SS-GAN (Chen et al., CVPR 2019): the GAN (gan.py) with the rotation task (tasks/rotation.py)
 on its discriminator, in the paper's terms:
 
-    D loss = GAN loss(upright real, upright fake) + beta  * CE(rotation | rotated REAL)
-    G loss = GAN loss(upright fake)               + alpha * CE(rotation | rotated FAKE)
+    D loss = GAN loss(upright real, upright fake) + beta  * CE(rotation head(D(rotated REAL)), angles)
+    G loss = GAN loss(upright fake)               + alpha * CE(rotation head(D(rotated FAKE)), angles)
 
 `beta`, `alpha` and `rotation_fraction` are the rotation task's d_weight, g_weight and
 fraction. Further tasks listed under `tasks` join it on D. RotNet, the rotation task without a
 GAN, is the `encoder` method with the rotation task (configs/rotnet_*.yaml).
+
+One D step, and where each part of it is written:
+
+    n_dis times per G step: a real batch                   GAN.train_step          methods/gan.py
+    fakes from G, without G's gradients                    GAN.d_step              methods/gan.py
+    the rows D sees (drawn there) and the loss's sum       GAN.d_loss              methods/gan.py
+    rotate real[:R] by 90, 180, 270; labels 0-3            Rotation.inputs         tasks/rotation.py
+    one D pass; the 0-degree rows reuse real's features    carry                   methods/carrier.py
+    GAN loss: hinge (or non-saturating)                    d_adversarial_loss      losses/adversarial.py
+    beta * CE(rotation head(features), angles)             Rotation.loss, carry    tasks/rotation.py
+    D's update                                             Method.optimize         methods/base.py
 """
 
 from __future__ import annotations

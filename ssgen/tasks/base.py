@@ -19,7 +19,6 @@ from torch import nn
 from ssgen.config import ranged
 from ssgen.errors import ConfigError
 from ssgen.registry import TASKS
-from ssgen.parallel import local_slice, world
 from ssgen.step import Batch, DataInfo, Progress
 
 
@@ -42,7 +41,7 @@ class TaskInputs:
     targets: Any = None         # labels, or whatever the loss needs beside the features
     # The first `from_batch` rows of images[0] are the batch's own first images, unchanged (a
     # rotation by 0 degrees): a method that encodes the batch in the same pass reuses their
-    # features (reused_views, with_reused_features) instead of encoding them twice.
+    # features instead of encoding them twice (methods/carrier.py).
     from_batch: int = 0
 
 
@@ -129,65 +128,3 @@ def check_tasks_without_generator(cfg, why: str, example: str) -> None:
 
 def listed_keys(count: int, prefix: str = "method.tasks") -> list[Callable[[str], str]]:
     return [lambda field, i=i: f"{prefix}[{i}].{field}" for i in range(count)]
-
-
-def augmented_views(augment: Callable[[torch.Tensor], list[torch.Tensor]], x: torch.Tensor) -> list[torch.Tensor]:
-    """augment(x) for this process's slice, drawn as one process draws for the global batch
-    (every process augments the global batch's worth and keeps its rows), so K processes see
-    the views one process would."""
-    world_size = world()[1]
-    if world_size == 1:
-        return augment(x)
-    return [local_slice(view) for view in augment(torch.cat([x] * world_size))]
-
-
-def encode_together(encoder: nn.Module, batches: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """encoder(batch) for each batch, in one pass per image shape: batches of one shape are
-    concatenated (fewer, larger kernels). For a network with batch norm this normalises them
-    together, as SimCLR's one-pass forward does; D has no batch-dependent layers."""
-    by_shape: dict[tuple, list[int]] = {}
-    for index, batch in enumerate(batches):
-        by_shape.setdefault(tuple(batch.shape[1:]), []).append(index)
-    features: list[torch.Tensor | None] = [None] * len(batches)
-    for indices in by_shape.values():
-        encoded = encoder(torch.cat([batches[i] for i in indices]) if len(indices) > 1 else batches[indices[0]])
-        for i, part in zip(indices, encoded.split([len(batches[i]) for i in indices])):
-            features[i] = part
-    return features
-
-
-def reused_views(inputs: Sequence[TaskInputs]) -> list[torch.Tensor]:
-    """The tasks' views to encode beside a batch that is encoded too: each without the rows that
-    are the batch's own images (`from_batch`). SS-GAN's D saves a quarter of its rotation views."""
-    return [view[task.from_batch:] if k == 0 else view for task in inputs for k, view in enumerate(task.images)]
-
-
-def with_reused_features(features: Sequence[torch.Tensor], inputs: Sequence[TaskInputs],
-                         batch_features: torch.Tensor) -> list[torch.Tensor]:
-    """The features of reused_views(inputs), with the batch's own rows put back in front: each
-    task gets the features of the views it asked for."""
-    complete, position = [], 0
-    for task in inputs:
-        for k in range(len(task.images)):
-            part = features[position]
-            position += 1
-            complete.append(torch.cat([batch_features[:task.from_batch], part]) if k == 0 and task.from_batch else part)
-    return complete
-
-
-def task_losses(tasks: Sequence[Task], features: list[torch.Tensor], inputs: list[TaskInputs],
-                progress: Progress, weights: Sequence[float], loss_key: str,
-                metric_suffix: str) -> tuple[torch.Tensor | float, dict[str, torch.Tensor]]:
-    """Σ weight * task loss, over tasks whose inputs' features come in order in `features`,
-    and the logs: `loss/<loss_key><task>` and `<task>/<metric><metric_suffix>`."""
-    total: torch.Tensor | float = 0.0
-    logs: dict[str, torch.Tensor] = {}
-    position = 0
-    for task, task_inputs, weight in zip(tasks, inputs, weights):
-        count = len(task_inputs.images)
-        loss, metrics = task.loss(features[position: position + count], task_inputs, progress)
-        position += count
-        total = total + weight * loss
-        logs[f"loss/{loss_key}{task.name}"] = loss.detach()
-        logs.update({f"{task.name}/{metric}{metric_suffix}": value for metric, value in metrics.items()})
-    return total, logs

@@ -18,13 +18,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from ssgen.augment import Augmenter, view_configs
+from ssgen.augment import Augmenter, augmented_views, view_configs
 from ssgen.config import ranged
 from ssgen.losses.distillation import DINOLoss
 from ssgen.nets.heads import mlp
 from ssgen.registry import TASKS
 from ssgen.step import Batch, Progress
-from ssgen.tasks.base import Task, TaskConfig, TaskInputs, augmented_views
+from ssgen.tasks.base import Task, TaskConfig, TaskInputs
 from ssgen.tasks.embedding import follow, teacher
 
 

@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssgen.augment import Augmenter, view_configs
+from ssgen.augment import Augmenter, augmented_views, view_configs
 from ssgen.config import ranged
 from ssgen.nets.momentum import MomentumCopy
 from ssgen.step import Batch, Progress
-from ssgen.tasks.base import Task, TaskConfig, TaskInputs, augmented_views
+from ssgen.tasks.base import Task, TaskConfig, TaskInputs
 
 
 @dataclass

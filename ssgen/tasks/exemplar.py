@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ssgen.augment import Augmenter, view_configs
+from ssgen.augment import Augmenter, augmented_views, view_configs
 from ssgen.config import choice, ranged
 from ssgen.images import to_float, to_uint8
 from ssgen.losses.classification import cross_entropy_with_accuracy
@@ -29,7 +29,7 @@ from ssgen.nets.heads import mlp
 from ssgen.parallel import gather_rows
 from ssgen.registry import TASKS
 from ssgen.step import Batch, Progress
-from ssgen.tasks.base import Task, TaskConfig, TaskInputs, augmented_views
+from ssgen.tasks.base import Task, TaskConfig, TaskInputs
 
 
 @dataclass

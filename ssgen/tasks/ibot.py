@@ -22,7 +22,8 @@ from ssgen.losses.distillation import IBOTPatchLoss
 from ssgen.pretext.masks import patch_block_masks
 from ssgen.registry import TASKS
 from ssgen.step import Batch, Progress
-from ssgen.tasks.base import TaskInputs, augmented_views
+from ssgen.augment import augmented_views
+from ssgen.tasks.base import TaskInputs
 from ssgen.tasks.dino import DINO, DINOConfig
 
 

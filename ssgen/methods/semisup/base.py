@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssgen.augment import PRESETS, Augmenter, view_configs
+from ssgen.augment import PRESETS, Augmenter, augmented_views, view_configs
 from ssgen.config import MethodConfig, NetConfig, OptimConfig, choice, net, ranged
 from ssgen.errors import ConfigError, DataError
 from ssgen.losses.classification import cross_entropy_with_accuracy
@@ -38,7 +38,7 @@ from ssgen.methods.base import Method, NextBatch
 from ssgen.nets.stochastic_depth import add_stochastic_depth
 from ssgen.registry import ENCODERS
 from ssgen.step import Batch, DataInfo, Progress, as_batch, join_batches
-from ssgen.tasks.base import augmented_views, encode_together
+from ssgen.methods.carrier import encode_together
 
 NO_AUGMENTATION = "none"
 ONE_VS_ALL = "one_vs_all"

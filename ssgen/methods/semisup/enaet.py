@@ -27,7 +27,7 @@ from ssgen.methods.semisup.base import LABELLED, UNLABELLED, Classifier, RampedC
 from ssgen.nets.heads import mlp
 from ssgen.pretext.transformations import PARAMETERS, TRANSFORMATIONS, random_transformation
 from ssgen.registry import METHODS
-from ssgen.tasks.base import encode_together
+from ssgen.methods.carrier import encode_together
 
 
 @dataclass

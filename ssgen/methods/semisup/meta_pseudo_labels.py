@@ -25,7 +25,7 @@ from ssgen.config import NetConfig, OptimConfig, net
 from ssgen.losses.semi import mpl_feedback
 from ssgen.methods.semisup.base import LABELLED, UNLABELLED, Classifier, ClassifierConfig
 from ssgen.registry import ENCODERS, METHODS
-from ssgen.tasks.base import encode_together
+from ssgen.methods.carrier import encode_together
 
 
 @dataclass

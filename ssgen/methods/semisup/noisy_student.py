@@ -29,7 +29,7 @@ from ssgen.methods.semisup.base import (LABELLED, UNLABELLED, Classifier, Classi
 from ssgen.optim import set_learning_rates
 from ssgen.registry import METHODS
 from ssgen.step import Progress
-from ssgen.tasks.base import encode_together
+from ssgen.methods.carrier import encode_together
 
 
 @dataclass

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from ssgen.methods.semisup.base import LABELLED, UNLABELLED, Classifier, ClassifierConfig
 from ssgen.registry import METHODS
-from ssgen.tasks.base import TaskConfig, build_tasks, check_tasks_without_generator, encode_together, task_losses, tasks_field
+from ssgen.methods.carrier import carry, prepare_tasks, tasks_follow
+from ssgen.tasks.base import TaskConfig, build_tasks, check_tasks_without_generator, tasks_field
 from ssgen.tasks.rotation import RotationConfig
 
 
@@ -46,22 +47,19 @@ class S4L(Classifier):
 
     def prepare_step(self, parts, progress):
         super().prepare_step(parts, progress)
-        for task in self.tasks:
-            task.before_step(parts[UNLABELLED], progress)
+        prepare_tasks(self.tasks, parts[UNLABELLED], progress)
 
     def classify_step(self, batch, progress):
         parts = self.parts(batch)
         labelled = parts[LABELLED]
-        inputs = [task.inputs(parts[UNLABELLED], progress) for task in self.tasks]
-        features = encode_together(self.net.encoder, [self.augment(labelled.images),
-                                                      *[x for i in inputs for x in i.images]])
-        loss, logs = self.supervised_loss(self.net.logits(features[0]), labelled.labels)
-        task_loss, task_logs = task_losses(self.tasks, features[1:], inputs, progress,
-                                           [task.cfg.d_weight for task in self.tasks], "", "_train")
-        self.optimize("classifier", loss + task_loss)
-        for task in self.tasks:
-            task.after_update(self.net.encoder, progress)
-        return {**logs, **task_logs, "loss/total": (loss + task_loss).detach()}
+        carried = carry(self.net.encoder, self.tasks, parts[UNLABELLED], progress,
+                        beside=[self.augment(labelled.images)],
+                        weights=[task.cfg.d_weight for task in self.tasks], loss_prefix="", posed_on="real")
+        loss, logs = self.supervised_loss(self.net.logits(carried.beside[0]), labelled.labels)
+        total = loss + carried.loss
+        self.optimize("classifier", total)
+        tasks_follow(self.tasks, self.net.encoder, progress)
+        return {**logs, **carried.logs, "loss/total": total.detach()}
 
     def task_carrier(self):
         return self.net.encoder, self.tasks
