@@ -9,16 +9,17 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ssgen.checkpoint import LABELLED_FILE, load_run
+from ssgen.checkpoint import LABELLED_FILE, save_finetuned
 from ssgen.config import Config, OptimConfig, load_config
 from ssgen.data import build_dataset
 from ssgen.errors import CheckpointError, ConfigError
+from ssgen.eval.finetune import (FinetuneConfig, FineTuner, feature_layer, feature_parameters, linear_stage,
+                                 network_accuracy)
 from ssgen.eval.metrics import read_metrics
 from ssgen.eval.probe import ProbeData, extract_features, measure_norm_statistics, probe_accuracy
-from ssgen.finetune import (FinetuneConfig, FineTuner, feature_layer, feature_parameters, linear_stage,
-                            load_finetuned, network_accuracy, save_finetuned)
 from ssgen.images import to_float
 from ssgen.methods.base import Method
+from ssgen.rebuild import load_finetuned, load_run
 from ssgen.step import DataInfo
 from ssgen.train.trainer import train
 
@@ -156,7 +157,7 @@ def test_the_random_init_floor_of_a_batch_norm_network_is_the_network_training_s
     than the train-mode one stage 2 trains; measured on the images, the two agree, and the rest of
     the network is left as it was."""
     cfg = load_config(CONFIGS / "simclr_shapes.yaml", ["method.encoder.width=8", "data.train_size=64", "data.test_size=16"])
-    from ssgen.checkpoint import build_method
+    from ssgen.rebuild import build_method
     torch.manual_seed(0)
     method = build_method(cfg, CPU)
     images = build_dataset(cfg.data, "train").images[:64]

@@ -16,8 +16,8 @@ from ssgen.errors import ConfigError
 from ssgen.registry import EXTRACTORS
 
 def load(checkpoint: str, device: str):
-    from ssgen.checkpoint import load_run
     from ssgen.parallel import resolve_device
+    from ssgen.rebuild import load_run
 
     resolved = resolve_device(device)
     return load_run(checkpoint, resolved, warn=lambda m: click.echo(m, err=True)), resolved
@@ -57,8 +57,8 @@ def untrained_like(run, device, images, layers, batch_size):
     finetune (one initialisation for both, so their floors describe the same network)."""
     import torch
 
-    from ssgen.checkpoint import build_method
     from ssgen.eval.probe import measure_norm_statistics
+    from ssgen.rebuild import build_method
 
     torch.manual_seed(run.cfg.seed)
     method = build_method(run.cfg, device)
@@ -245,16 +245,17 @@ def finetune(checkpoint, labels, layer, steps, batch_size, optimizer, lr, trunk_
 
     Each figure is appended to metrics.jsonl (the run's, or --out's) with its protocol as soon as it
     is measured; the fine-tuned network is saved as finetuned-step-N.pt (finetuned-random-init.pt)
-    beside it, for ssgen.finetune.load_finetuned. --random-init gives the floor: the same protocol
+    beside it, for ssgen.rebuild.load_finetuned. --random-init gives the floor: the same protocol
     from an untrained network. It is its own command because it depends on the architecture and
     protocol only, so one floor serves every checkpoint of that architecture."""
     import torch
 
+    from ssgen.checkpoint import save_finetuned
     from ssgen.config import OptimConfig
     from ssgen.data import build_dataset, require_labels
+    from ssgen.eval.finetune import FinetuneConfig, feature_layer, full_stage, linear_stage
     from ssgen.eval.metrics import METRICS_FILE, append_metrics
     from ssgen.eval.probe import ProbeData
-    from ssgen.finetune import FinetuneConfig, feature_layer, full_stage, linear_stage, save_finetuned
     from ssgen.registry import OPTIMIZERS, SCHEDULES
 
     OPTIMIZERS.get(optimizer, "--optimizer")  # unknown names: one line with the valid ones, before any work

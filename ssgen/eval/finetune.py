@@ -1,4 +1,5 @@
-"""Fine-tuning a method's features on a few labels: the transfer protocol behind `ssgen finetune`.
+"""Fine-tuning a method's features on a few labels: the transfer protocol behind `ssgen finetune`
+(its command: ssgen/eval/commands.py).
 
     stage 1  a linear classifier on the frozen features of the labelled images (the linear probe:
              ssgen.eval.probe, the same code and budget); the network is untouched
@@ -10,17 +11,15 @@ autoencoder's encoder, an encoder trained by tasks). What stage 2 trains is what
 features depend on (`feature_parameters`): a discriminator's critic, a task's head or a decoder
 get no gradient and are left out.
 
-The fine-tuned network is saved as a checkpoint dict {"format": "ssgen-finetuned", "config",
-"layer", "num_features", "num_classes", "classes", "network", "labelled_rows", "protocol",
-"metrics"}, tensors and plain containers only; `load_finetuned` rebuilds it as a module that
-maps float [-1, 1] images [B,3,H,W] to logits (the teacher of SimCLRv2's distillation).
+The fine-tuned network (ssgen.nets.heads.FinetunedNetwork) is saved by ssgen.checkpoint.save_finetuned;
+ssgen.rebuild.load_finetuned rebuilds it as a module that maps float [-1, 1] images [B,3,H,W] to
+logits (the teacher of SimCLRv2's distillation).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -28,14 +27,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssgen.augment import Augmenter, view_configs
-from ssgen.checkpoint import FINETUNED_FORMAT as FORMAT, atomic_save, build_method, read_checkpoint_file
-from ssgen.config import Config, OptimConfig, ProbeConfig, config_from_dict, to_dict
+from ssgen.config import OptimConfig, ProbeConfig
 from ssgen.console import ProgressReport
-from ssgen.errors import CheckpointError, ConfigError, SsgenError
-from ssgen.eval.probe import (LinearClassifier, ProbeData, classifier_description, extract_features,
-                              fit_linear_classifier, top1)
+from ssgen.errors import ConfigError
+from ssgen.eval.probe import ProbeData, classifier_description, extract_features, fit_linear_classifier, top1
 from ssgen.images import to_float
 from ssgen.methods.base import Method
+from ssgen.nets.heads import FinetunedNetwork
 from ssgen.optim import build_scaled_optimizer, set_learning_rates
 
 NO_AUGMENTATION = "none"
@@ -85,19 +83,6 @@ def feature_layer(method: Method, layer: str | None) -> str:
         raise ConfigError(f"method {method.cfg.name!r} exposes no features (feature_layers is empty): "
                           "there is no network to fine-tune")
     return method.check_features([layer] if layer else None)[0]
-
-
-class FinetunedNetwork(nn.Module):
-    """A method's feature network and a linear head: float [-1, 1] images [B,3,H,W] -> logits.
-    Gradients flow through the features when enabled (training), not in torch.no_grad()."""
-
-    def __init__(self, method: Method, layer: str, head: LinearClassifier):
-        super().__init__()
-        self.method, self.layer, self.head = method, layer, head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.method.features(x, [self.layer], grad=torch.is_grad_enabled())[self.layer]
-        return self.head(features.float().flatten(1))
 
 
 def feature_parameters(method: Method, layer: str, resolution: int) -> list[nn.Parameter]:
@@ -201,38 +186,3 @@ def full_stage(network: FinetunedNetwork, data: ProbeData, cfg: FinetuneConfig, 
     finally:
         report.close()
     return network_accuracy(network, data.test_images, data.test_labels, cfg.feature_batch, device)
-
-
-# ---------------------------------------------------------------- the saved network
-def save_finetuned(path: Path, network: FinetunedNetwork, cfg: Config, labelled_rows: torch.Tensor, classes: list[str], protocol: dict, metrics: dict) -> None:
-    head = network.head
-    atomic_save({"format": FORMAT, "config": to_dict(cfg), "layer": network.layer,
-                 "num_features": head.linear.in_features, "num_classes": head.linear.out_features,
-                 "classes": list(classes), "network": network.state_dict(), "labelled_rows": labelled_rows.clone(),
-                 "protocol": protocol, "metrics": metrics}, path)
-
-
-def read_finetuned(path: str | Path) -> dict:
-    """The saved dict of a fine-tuned network; anything else is a CheckpointError that says what it is."""
-    state = read_checkpoint_file(path)
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        what = "a training checkpoint (fine-tune it first: ssgen finetune)" if isinstance(state, dict) and \
-            "method" in state else "not one"
-        raise CheckpointError(f"{str(path)!r} is not a fine-tuned network (format {FORMAT!r}): {what}")
-    return state
-
-
-def load_finetuned(path: str | Path, device: torch.device | str = "cpu") -> FinetunedNetwork:
-    """The network `ssgen finetune` saved, on `device` in eval mode: float [-1, 1] images
-    [B,3,H,W] -> logits [B, num_classes]."""
-    state = read_finetuned(path)
-    try:
-        cfg = config_from_dict(state["config"])
-        method = build_method(cfg, torch.device(device))
-        network = FinetunedNetwork(method, state["layer"], LinearClassifier(state["num_features"],
-                                                                            state["num_classes"]))
-        network.load_state_dict(state["network"])
-    except (SsgenError, RuntimeError, KeyError) as err:
-        raise CheckpointError(f"fine-tuned network {str(path)!r} cannot be rebuilt: "
-                              f"{' '.join(str(err).split())[:300]}") from None
-    return network.to(device).eval()
