@@ -3,6 +3,7 @@
 the saved network loads back, and bad inputs are one-line errors."""
 
 import copy
+import re
 
 import pytest
 import torch
@@ -201,8 +202,10 @@ def test_bad_inputs_are_one_line_errors(ssgen, run, tmp_path):
     for args, words in (((text,), "not a checkpoint at all"),
                         ((run, "--data-path", unlabelled), "no class labels, but fine-tuning needs them"),
                         ((run, "--layer", "block9"), "unknown feature layer 'block9'"),
-                        ((run, "--optimizer", "rmsprop"), "--optimizer: unknown optimizer 'rmsprop'"),
-                        ((run, "--augment", "heavy"), "preset 'heavy' is unknown"),
+                        ((run, "--optimizer", "rmsprop"), "optim.name: unknown optimizer 'rmsprop'"),
+                        ((run, "--augment", "heavy"), "augment: 'heavy' is not one of simclr, byol"),
+                        ((run, "--trunk-lr-scale", -1), "trunk_lr_scale: -1.0 is out of range; expected >= 0.0"),
+                        ((run, "--lr", 0), "optim.lr: 0.0 is out of range; expected > 0.0"),
                         ((run, "--labels", 2.5), "data.labels=2.5: a count of labels must be a whole number")):
         code, _, stderr = ssgen("finetune", *args, *FAST)
         assert code == 2 and words in stderr and len(stderr.strip().splitlines()) == 1, (args, stderr)
@@ -219,3 +222,9 @@ def test_help_explains_the_stages_and_the_floor(ssgen):
     for words in ("linear classifier on the frozen features", "--trunk-lr-scale", "--random-init", "--labels",
                   "load_finetuned", "--augment"):
         assert words in " ".join(stdout.split()), words
+    # The options' defaults are the protocol's own (FinetuneConfig), shown in the help.
+    defaults = FinetuneConfig(layer="")
+    for option, default in (("--steps", defaults.steps), ("--lr", defaults.optim.lr),
+                            ("--schedule", defaults.optim.schedule), ("--trunk-lr-scale", defaults.trunk_lr_scale),
+                            ("--augment", defaults.augment)):
+        assert re.search(rf"{option} \S+ [^\[]*\[default: {default}\]", " ".join(stdout.split())), option

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssgen.augment import Augmenter, view_configs
-from ssgen.config import OptimConfig, ProbeConfig
+from ssgen.augment import PRESETS, Augmenter, view_configs
+from ssgen.config import OptimConfig, ProbeConfig, choice, ranged
 from ssgen.console import ProgressReport
 from ssgen.errors import ConfigError
 from ssgen.eval.probe import ProbeData, classifier_description, extract_features, fit_linear_classifier, top1
@@ -41,26 +41,21 @@ NO_AUGMENTATION = "none"
 
 @dataclass
 class FinetuneConfig:
-    """The protocol: everything that decides the two figures, recorded beside them."""
+    """The protocol: everything that decides the two figures, recorded beside them. `ssgen finetune`
+    builds it with ssgen.config.from_dict, which checks each field's range or choices, and its
+    options default to these values; stage 1's fit is the run's own probe's (ProbeConfig)."""
     layer: str                       # the feature layer the head reads
-    steps: int = 500                 # stage-2 updates
-    batch_size: int = 64
+    steps: int = ranged(500, 1)      # stage-2 updates
+    batch_size: int = ranged(64, 1)  # stage 2's (at most the labelled images)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(
         name="adam", lr=1e-3, betas=[0.9, 0.999], schedule="cosine"))  # the head's rate
-    trunk_lr_scale: float = 0.1      # the pretrained part's rate / the head's
-    augment: str = "weak"            # an ssgen.augment preset's first view, or "none"
-    max_iter: int = ProbeConfig.max_iter    # stage 1: the probe's fit, to its tolerance, capped here
-    tolerance: float = ProbeConfig.tolerance
-    l2: float = 1e-4                 # stage 1: the probe's weight penalty
-    feature_batch: int = 500         # images per pass when extracting features or testing
+    trunk_lr_scale: float = ranged(0.1, 0.0)  # the pretrained part's rate / the head's (0: frozen in stage 2 too)
+    augment: str = choice("weak", *PRESETS, NO_AUGMENTATION)  # an ssgen.augment preset's first view, or none
+    max_iter: int = ranged(ProbeConfig.max_iter, 1)  # stage 1: the probe's fit, to its tolerance, capped here
+    tolerance: float = ranged(ProbeConfig.tolerance, 0.0, low_open=True)
+    l2: float = ranged(ProbeConfig.l2, 0.0)  # stage 1: the probe's weight penalty
+    feature_batch: int = ranged(ProbeConfig.batch_size, 1)  # images per pass when extracting features or testing
     seed: int = 0                    # batch order and augmentation draws
-
-    def __post_init__(self):
-        if self.augment != NO_AUGMENTATION:
-            view_configs(self.augment)  # an unknown preset is a ConfigError naming the valid ones
-        if not 0 <= self.trunk_lr_scale:
-            raise ConfigError(f"trunk learning-rate scale {self.trunk_lr_scale}: expected 0 or more "
-                              "(0 freezes the pretrained part in stage 2 too)")
 
     def linear_protocol(self) -> dict:
         """What stage 1's figure depends on."""
