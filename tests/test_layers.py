@@ -50,14 +50,14 @@ def picture_rows(text: str) -> list[list[str]]:
     return rows
 
 
-def layers() -> dict[str, tuple[int, str]]:
-    """picture name (`methods/`, `cli.py`) -> (its row counted from the bottom, the name)."""
+def layers() -> dict[str, int]:
+    """picture name (`methods/`, `cli.py`) -> its row, counted from the bottom."""
     rows = picture_rows(DESIGN.read_text(encoding="utf-8"))
     found = {}
     for depth, row in enumerate(reversed(rows)):
         for name in row:
             assert name not in found, f"docs/design.md's picture names {name} twice"
-            found[name] = (depth, name)
+            found[name] = depth
     return found
 
 
@@ -133,14 +133,13 @@ def test_no_import_points_up_the_layers():
     names, known = layers(), modules()
     wrong = []
     for module, found in import_graph().items():
-        if picture_name(module) not in names:
-            continue  # a module the picture lacks: the test above names it
-        depth, here = names[picture_name(module)]
+        here = picture_name(module)
         for line, target in found:
             assert target in known, f"{known[module].relative_to(ROOT)}:{line} imports {target}, which is not a module"
-            if picture_name(target) not in names:
-                continue
-            target_depth, there = names[picture_name(target)]
+            there = picture_name(target)
+            if here not in names or there not in names:
+                continue  # a module the picture lacks: the test above names it
+            depth, target_depth = names[here], names[there]
             upward = target_depth > depth or (target_depth == depth and there != here)
             if upward and (module, target) not in ALLOWED_UPWARD:
                 side = "up to" if target_depth > depth else "across its row to"
