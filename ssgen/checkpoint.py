@@ -1,9 +1,13 @@
 """A run directory's files: its saved config, its checkpoints (written atomically, the last K
-kept, loaded with weights_only=True), and a trained method rebuilt from them. Below the trainer
-and the evaluators, which both read runs.
+kept, loaded with weights_only=True), its held-out and labelled rows, and the networks of
+`ssgen finetune`. File formats only: rebuilding a method from them is ssgen/rebuild.py's, so this
+module sits below the methods (docs/design.md).
 
 A checkpoint is a dict of tensors and plain containers:
     {"format", "step", "config", "method", "optimizers", "rng", "batches", "best", "evaluators"}
+and a fine-tuned network's (ssgen/eval/finetune.py):
+    {"format": "ssgen-finetuned", "config", "layer", "num_features", "num_classes", "classes",
+     "network", "labelled_rows", "protocol", "metrics"}
 so loading one never executes code from the file.
 """
 
@@ -11,19 +15,18 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ssgen.config import Config, config_from_dict
-from ssgen.errors import CheckpointError, SsgenError
+from ssgen.config import Config, to_dict
+from ssgen.data.holdout import parse_holdout
+from ssgen.data.labelled import parse_labelled
+from ssgen.errors import CheckpointError
 from ssgen.files import atomic_write
-from ssgen.methods.base import Method
-from ssgen.step import DataInfo
 
 FORMAT = 1
-FINETUNED_FORMAT = "ssgen-finetuned"  # ssgen finetune's networks (ssgen.finetune)
+FINETUNED_FORMAT = "ssgen-finetuned"  # ssgen finetune's networks (ssgen/eval/finetune.py)
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
 BEST = "best.pt"
@@ -81,8 +84,17 @@ def load_error_detail(err: Exception) -> str:
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    state = read_checkpoint_file(path)
-    if isinstance(state, dict) and state.get("format") == FINETUNED_FORMAT:
+    return training_checkpoint(read_checkpoint_file(path), path)
+
+
+def is_finetuned(state) -> bool:
+    """Whether a loaded file is a network of ssgen finetune."""
+    return isinstance(state, dict) and state.get("format") == FINETUNED_FORMAT
+
+
+def training_checkpoint(state, path: str | Path) -> dict:
+    """A loaded file's state where it is a training checkpoint; else a CheckpointError that says what it is."""
+    if is_finetuned(state):
         raise CheckpointError(f"checkpoint {str(path)!r} is a fine-tuned classifier (ssgen finetune's output), not a "
                               "training checkpoint; give the run directory or its checkpoints/*.pt it came from")
     if not isinstance(state, dict) or state.get("format") != FORMAT or "method" not in state:
@@ -132,61 +144,8 @@ def resolve_checkpoint(path: str | Path, warn=print) -> tuple[Path, dict]:
     return path, read_checkpoint(path)
 
 
-def data_info(cfg: Config) -> DataInfo:
-    return DataInfo(resolution=cfg.data.resolution)
-
-
-def build_method(cfg: Config, device: torch.device) -> Method:
-    """A fresh (untrained) method of the config's kind on `device`, in trainer.memory_format."""
-    from ssgen.methods import METHODS
-
-    method_cls = METHODS.get(cfg.method.name, "method.name")
-    return method_cls(cfg.method, data_info(cfg)).to(device, memory_format=memory_format(cfg, device))
-
-
-def memory_format(cfg: Config, device: torch.device) -> torch.memory_format:
-    """trainer.memory_format, auto resolved for the device."""
-    chosen = cfg.trainer.memory_format
-    if chosen == "auto":
-        chosen = "channels_last" if torch.device(device).type == "cpu" else "contiguous"
-    return torch.channels_last if chosen == "channels_last" else torch.contiguous_format
-
-
-def load_method_state(method: Method, state: dict, source: str) -> None:
-    try:
-        method.load_state_dict(state["method"])
-    except RuntimeError as err:  # missing/unexpected keys or shape mismatch: another architecture
-        first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
-        raise CheckpointError(f"checkpoint {source} does not match the configured "
-                              f"{method.cfg.name} networks: {first[:200]}") from None
-
-
-@dataclass
-class LoadedRun:
-    cfg: Config
-    method: Method
-    step: int
-    run_dir: Path
-    checkpoint: Path
-
-
-def load_run(path: str | Path, device: torch.device, warn=print) -> LoadedRun:
-    """Rebuild a trained method from a checkpoint file or a run directory."""
-    ckpt_path, state = resolve_checkpoint(path, warn)
-    try:
-        cfg = config_from_dict(state["config"])
-    except SsgenError as err:
-        raise CheckpointError(f"checkpoint {str(ckpt_path)!r} holds an unusable config: {err}") from None
-    method = build_method(cfg, device)
-    load_method_state(method, state, repr(str(ckpt_path)))
-    run_dir = ckpt_path.parent.parent if ckpt_path.parent.name == CHECKPOINT_DIR else ckpt_path.parent
-    return LoadedRun(cfg, method, int(state["step"]), run_dir, ckpt_path)
-
-
 def read_labelled(run_dir: str | Path, num_images: int):
     """The labelled rows a run recorded (data.labels), or None where it recorded none."""
-    from ssgen.data.labelled import parse_labelled
-
     path = Path(run_dir) / LABELLED_FILE
     return parse_labelled(path.read_text(encoding="utf-8"), num_images) if path.exists() else None
 
@@ -194,9 +153,27 @@ def read_labelled(run_dir: str | Path, num_images: int):
 def read_holdout(run_dir: str | Path, started: bool) -> list[str] | None:
     """The run's record of held-out test images. Without one: none ([]) for a run that has started
     (it had a test split, or predates holding out), None for a run yet to start (choose now)."""
-    from ssgen.data import parse_holdout
-
     path = Path(run_dir) / HOLDOUT_FILE
     if path.exists():
         return parse_holdout(path.read_text(encoding="utf-8"))
     return [] if started else None
+
+
+def save_finetuned(path: Path, network, cfg: Config, labelled_rows: torch.Tensor, classes: list[str],
+                   protocol: dict, metrics: dict) -> None:
+    """A fine-tuned network (ssgen/nets/heads.py's FinetunedNetwork) and what it was tuned on."""
+    head = network.head
+    atomic_save({"format": FINETUNED_FORMAT, "config": to_dict(cfg), "layer": network.layer,
+                 "num_features": head.linear.in_features, "num_classes": head.linear.out_features,
+                 "classes": list(classes), "network": network.state_dict(), "labelled_rows": labelled_rows.clone(),
+                 "protocol": protocol, "metrics": metrics}, path)
+
+
+def read_finetuned(path: str | Path) -> dict:
+    """The saved dict of a fine-tuned network; anything else is a CheckpointError that says what it is."""
+    state = read_checkpoint_file(path)
+    if not is_finetuned(state):
+        what = "a training checkpoint (fine-tune it first: ssgen finetune)" if isinstance(state, dict) and \
+            "method" in state else "not one"
+        raise CheckpointError(f"{str(path)!r} is not a fine-tuned network (format {FINETUNED_FORMAT!r}): {what}")
+    return state

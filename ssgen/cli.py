@@ -155,7 +155,7 @@ def sample(checkpoint, num, out, seed, device):
     """Write a grid of samples from CHECKPOINT (a .pt file or a run directory; EMA G where there is one)."""
     import torch
 
-    from ssgen.checkpoint import load_run
+    from ssgen.rebuild import load_run
     from ssgen.images import save_grid
     from ssgen.parallel import resolve_device
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import torch
 
 from ssgen.augment import Augmenter, view_configs
-from ssgen.checkpoint import LoadedRun, load_run
 from ssgen.config import DataConfig, ProbeConfig
 from ssgen.data import build_dataset
 from ssgen.eval.probe import fit_probe
 from ssgen.losses.classification import cross_entropy_with_accuracy
 from ssgen.pretext.rotation import rotate4
+from ssgen.rebuild import LoadedRun, load_run
 
 
 def load_images(name: str = "shapes", split: str = "train", size: int = 0, path: str = "",

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from ssgen.config import load_config
-from ssgen.checkpoint import build_method
+from ssgen.rebuild import build_method
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 METHOD_NAMES = ["denoising", "context", "split_brain", "colorization"]

@@ -21,11 +21,11 @@ import copy
 import pytest
 import torch
 
-from ssgen.checkpoint import build_method
 from ssgen.config import load_config
+from ssgen.config import OptimConfig
 from ssgen.errors import ConfigError
 from ssgen.optim import build_optimizer, compiled_update, prepare_state
-from ssgen.config import OptimConfig
+from ssgen.rebuild import build_method
 from ssgen.train.trainer import train
 
 from small_runs import CONFIGS, QUICK, TINY, TINY_GAN

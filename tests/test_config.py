@@ -58,7 +58,7 @@ def test_round_trip_through_dict():
 
 
 def test_every_shipped_config_loads_passes_its_checks_and_builds(tmp_path):
-    from ssgen.checkpoint import build_method
+    from ssgen.rebuild import build_method
     from ssgen.registry import METHODS
     from ssgen.train.trainer import train
     from small_runs import CONFIGS

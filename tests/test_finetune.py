@@ -3,22 +3,24 @@
 the saved network loads back, and bad inputs are one-line errors."""
 
 import copy
+import re
 
 import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ssgen.checkpoint import LABELLED_FILE, load_run
+from ssgen.checkpoint import LABELLED_FILE, save_finetuned
 from ssgen.config import Config, OptimConfig, load_config
 from ssgen.data import build_dataset
 from ssgen.errors import CheckpointError, ConfigError
+from ssgen.eval.finetune import (FinetuneConfig, FineTuner, feature_layer, feature_parameters, linear_stage,
+                                 network_accuracy)
 from ssgen.eval.metrics import read_metrics
 from ssgen.eval.probe import ProbeData, extract_features, measure_norm_statistics, probe_accuracy
-from ssgen.finetune import (FinetuneConfig, FineTuner, feature_layer, feature_parameters, linear_stage,
-                            load_finetuned, network_accuracy, save_finetuned)
 from ssgen.images import to_float
 from ssgen.methods.base import Method
+from ssgen.rebuild import load_finetuned, load_run
 from ssgen.step import DataInfo
 from ssgen.train.trainer import train
 
@@ -156,7 +158,7 @@ def test_the_random_init_floor_of_a_batch_norm_network_is_the_network_training_s
     than the train-mode one stage 2 trains; measured on the images, the two agree, and the rest of
     the network is left as it was."""
     cfg = load_config(CONFIGS / "simclr_shapes.yaml", ["method.encoder.width=8", "data.train_size=64", "data.test_size=16"])
-    from ssgen.checkpoint import build_method
+    from ssgen.rebuild import build_method
     torch.manual_seed(0)
     method = build_method(cfg, CPU)
     images = build_dataset(cfg.data, "train").images[:64]
@@ -200,8 +202,10 @@ def test_bad_inputs_are_one_line_errors(ssgen, run, tmp_path):
     for args, words in (((text,), "not a checkpoint at all"),
                         ((run, "--data-path", unlabelled), "no class labels, but fine-tuning needs them"),
                         ((run, "--layer", "block9"), "unknown feature layer 'block9'"),
-                        ((run, "--optimizer", "rmsprop"), "--optimizer: unknown optimizer 'rmsprop'"),
-                        ((run, "--augment", "heavy"), "preset 'heavy' is unknown"),
+                        ((run, "--optimizer", "rmsprop"), "optim.name: unknown optimizer 'rmsprop'"),
+                        ((run, "--augment", "heavy"), "augment: 'heavy' is not one of simclr, byol"),
+                        ((run, "--trunk-lr-scale", -1), "trunk_lr_scale: -1.0 is out of range; expected >= 0.0"),
+                        ((run, "--lr", 0), "optim.lr: 0.0 is out of range; expected > 0.0"),
                         ((run, "--labels", 2.5), "data.labels=2.5: a count of labels must be a whole number")):
         code, _, stderr = ssgen("finetune", *args, *FAST)
         assert code == 2 and words in stderr and len(stderr.strip().splitlines()) == 1, (args, stderr)
@@ -218,3 +222,9 @@ def test_help_explains_the_stages_and_the_floor(ssgen):
     for words in ("linear classifier on the frozen features", "--trunk-lr-scale", "--random-init", "--labels",
                   "load_finetuned", "--augment"):
         assert words in " ".join(stdout.split()), words
+    # The options' defaults are the protocol's own (FinetuneConfig), shown in the help.
+    defaults = FinetuneConfig(layer="")
+    for option, default in (("--steps", defaults.steps), ("--lr", defaults.optim.lr),
+                            ("--schedule", defaults.optim.schedule), ("--trunk-lr-scale", defaults.trunk_lr_scale),
+                            ("--augment", defaults.augment)):
+        assert re.search(rf"{option} \S+ [^\[]*\[default: {default}\]", " ".join(stdout.split())), option

@@ -9,12 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssgen.checkpoint import build_method, list_checkpoints, read_checkpoint
+from ssgen.checkpoint import list_checkpoints, read_checkpoint
 from ssgen.config import AccuracyEvalConfig, load_config
 from ssgen.data.base import ImageSet
 from ssgen.eval.accuracy import AccuracyEvaluator
 from ssgen.eval.metrics import read_metrics
 from ssgen.methods.semisup.base import LabelScheduleConfig, OneVsAll, balanced_accuracy
+from ssgen.rebuild import build_method
 from ssgen.step import Batch, Progress
 from small_runs import CONFIGS
 

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import torch
 
-from ssgen.checkpoint import build_method, list_checkpoints, read_checkpoint
+from ssgen.checkpoint import list_checkpoints, read_checkpoint
 from ssgen.config import load_config
 from ssgen.eval import build_evaluators
 from ssgen.eval.metrics import read_metrics
 from ssgen.eval.past_fakes import PastFakesEvaluator
 from ssgen.eval.report import write_report
+from ssgen.rebuild import build_method
 from ssgen.train.trainer import train
 
 from small_runs import QUICK, ROTNET, TINY

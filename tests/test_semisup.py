@@ -3,8 +3,6 @@ Labels' teacher signal on a toy problem, Noisy Student's rounds, the test top-1 
 every method trained through `ssgen train` on shapes and resumed bit for bit."""
 
 import math
-import sys
-import types
 
 import pytest
 import torch
@@ -116,7 +114,7 @@ def test_mpl_teacher_reinforces_a_helpful_pseudo_label_and_suppresses_a_harmful_
 
 # ---------------------------------------------------------------- Noisy Student's rounds
 def noisy_student(rounds=2, *overrides):
-    from ssgen.checkpoint import build_method
+    from ssgen.rebuild import build_method
     cfg = load_config(CONFIGS / "noisy_student_shapes.yaml",
                       ["method.encoder.width=8", f"method.rounds={rounds}", "method.augment=none",
                        "method.dropout=0", "method.stochastic_depth=0", *overrides])
@@ -261,23 +259,31 @@ def test_a_teacher_that_does_not_classify_is_refused(ssgen, tmp_path):
 
 
 # ---------------------------------------------------------------- the teacher loader
-def test_load_teacher_reads_classifier_runs_and_hands_finetuned_files_to_ssgen_finetune(teacher_run, tmp_path, monkeypatch):
+def test_load_teacher_reads_classifier_runs_and_finetuned_files_each_read_once(teacher_run, tmp_path, monkeypatch):
+    from ssgen import checkpoint, rebuild
     from ssgen.methods.semisup.distill import load_teacher
-    from ssgen.checkpoint import load_run
+    from ssgen.rebuild import load_run
     teacher = load_teacher(teacher_run)
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
     x = torch.rand(4, 3, 32, 32) * 2 - 1
     method = load_run(teacher_run, torch.device("cpu")).method.eval()
     torch.testing.assert_close(teacher(x), method.classify(x))
-    # A file of `ssgen finetune` goes to ssgen.finetune.load_finetuned, imported only then.
+    # A file of `ssgen finetune` is read once, and its network rebuilt from that one reading.
     finetuned = tmp_path / "finetuned.pt"
     torch.save({"format": "ssgen-finetuned", "weights": {}}, finetuned)
-    calls = []
-    fake = types.ModuleType("ssgen.finetune")
-    fake.load_finetuned = lambda path, device: calls.append((path, device)) or nn.Linear(2, 2)
-    monkeypatch.setitem(sys.modules, "ssgen.finetune", fake)
+    reads, calls = [], []
+    monkeypatch.setattr(rebuild, "read_checkpoint_file",
+                        lambda path: reads.append(path) or checkpoint.read_checkpoint_file(path))
+    monkeypatch.setattr(rebuild, "finetuned_network",
+                        lambda state, path, device: calls.append((state["format"], path, device)) or nn.Linear(2, 2))
     loaded = load_teacher(finetuned, "cpu")
-    assert calls == [(finetuned, torch.device("cpu"))] and isinstance(loaded, nn.Linear) and not loaded.training
+    assert reads == [finetuned] and calls == [("ssgen-finetuned", finetuned, torch.device("cpu"))]
+    assert isinstance(loaded, nn.Linear) and not loaded.training
+    # A classifier's checkpoint file is read once too.
+    reads.clear()
+    checkpoint_file = list_checkpoints(teacher_run)[-1]
+    torch.testing.assert_close(load_teacher(checkpoint_file)(x), method.classify(x))
+    assert reads == [checkpoint_file]
 
 
 # ---------------------------------------------------------------- noise and transformations
@@ -334,7 +340,7 @@ def test_transformations_regress_parameters_that_are_zero_for_the_identity():
 
 
 def test_the_accuracy_evaluator_changes_no_weight_buffer_or_random_state(teacher_run):
-    from ssgen.checkpoint import load_run
+    from ssgen.rebuild import load_run
     from ssgen.config import AccuracyEvalConfig
     from ssgen.data import build_dataset
     from ssgen.eval.accuracy import AccuracyEvaluator

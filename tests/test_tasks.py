@@ -5,11 +5,12 @@ import dataclasses
 import pytest
 import torch
 
-from ssgen.checkpoint import build_method, list_checkpoints, read_checkpoint
+from ssgen.checkpoint import list_checkpoints, read_checkpoint
 from ssgen.config import NetConfig, load_config
 from ssgen.errors import ConfigError
 from ssgen.eval.metrics import read_metrics
 from ssgen.nets.base import DiscriminatorConfig, Generator
+from ssgen.rebuild import build_method
 from ssgen.registry import DISCRIMINATORS, METHODS
 from ssgen.step import DataInfo
 from ssgen.methods.carrier import encode_together

@@ -25,8 +25,8 @@ import torch
 from ssgen.config import config_from_dict
 from ssgen.eval.fid import FrechetDistance, RunningStats, fake_batches, frechet_distance, resolve_extractor
 from ssgen.eval.probe import ProbeData, extract_features, frozen_features, linear_probe, probe_accuracy
-from ssgen.checkpoint import build_method, memory_format
-from ssgen.parallel import resolve_device
+from ssgen.parallel import memory_format, resolve_device
+from ssgen.rebuild import build_method
 
 
 class RandomImages:
@@ -87,7 +87,8 @@ def main() -> None:
     method = build_method(cfg, device)
     if args.formats:
         return compare_memory_formats(method, args.n, args.batch_size, args.formats, device)
-    print(f"networks in {memory_format(cfg, device)} (trainer.memory_format: {cfg.trainer.memory_format})")
+    chosen = cfg.trainer.memory_format
+    print(f"networks in {memory_format(chosen, device)} (trainer.memory_format: {chosen})")
     extractor = resolve_extractor(args.extractor, args.weights)
     real = RandomImages(args.n, cfg.data.resolution, seed=1)
 

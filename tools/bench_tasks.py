@@ -19,9 +19,9 @@ import time
 
 import torch
 
-from ssgen.checkpoint import build_method
 from ssgen.config import load_config
 from ssgen.data import BatchStream, build_dataset
+from ssgen.rebuild import build_method
 from ssgen.step import Progress
 
 GAN = ["method.generator.width=32", "method.discriminator.width=32", "method.n_dis=2", "trainer.batch_size=32"]

@@ -40,12 +40,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ssgen.checkpoint import build_method
 from ssgen.config import COMPILE_MODES, load_config
 from ssgen.methods.gan import d_adversarial_loss, g_adversarial_loss
 from ssgen.nets.blocks import plain_resampling
 from ssgen.parallel import resolve_device
 from ssgen.pretext.rotation import rotate4
+from ssgen.rebuild import build_method
 from ssgen.train.trainer import autocast
 
 

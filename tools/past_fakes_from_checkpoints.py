@@ -17,12 +17,13 @@ from pathlib import Path
 
 import torch
 
-from ssgen.checkpoint import list_checkpoints, load_run
+from ssgen.checkpoint import list_checkpoints
 from ssgen.errors import SsgenError
 from ssgen.eval.metrics import METRICS_FILE, append_metrics
 from ssgen.eval.past_fakes import fakes, measure, protocol
 from ssgen.files import atomic_write
 from ssgen.methods.gan import GAN
+from ssgen.rebuild import load_run
 from ssgen.train.trainer import lock_run_dir
 
 SOURCE = "tools/past_fakes_from_checkpoints.py"

@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from ssgen.checkpoint import build_method
 from ssgen.config import load_config
 from ssgen.parallel import resolve_device
+from ssgen.rebuild import build_method
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 

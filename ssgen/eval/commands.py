@@ -13,11 +13,15 @@ from pathlib import Path
 import click
 
 from ssgen.errors import ConfigError
+from ssgen.eval.finetune import FinetuneConfig
 from ssgen.registry import EXTRACTORS
 
+FINETUNE = FinetuneConfig(layer="")  # the defaults of `ssgen finetune`'s options: the protocol's own
+
+
 def load(checkpoint: str, device: str):
-    from ssgen.checkpoint import load_run
     from ssgen.parallel import resolve_device
+    from ssgen.rebuild import load_run
 
     resolved = resolve_device(device)
     return load_run(checkpoint, resolved, warn=lambda m: click.echo(m, err=True)), resolved
@@ -57,8 +61,8 @@ def untrained_like(run, device, images, layers, batch_size):
     finetune (one initialisation for both, so their floors describe the same network)."""
     import torch
 
-    from ssgen.checkpoint import build_method
     from ssgen.eval.probe import measure_norm_statistics
+    from ssgen.rebuild import build_method
 
     torch.manual_seed(run.cfg.seed)
     method = build_method(run.cfg, device)
@@ -208,19 +212,20 @@ def report(run_dirs, out):
                    "run's data.labels reuses its record; another is a seeded, class-balanced choice (data.seed).")
 @click.option("--layer", help="The feature layer the head reads, e.g. penultimate or block2; default: the method's "
                               "default layer (a GAN's D: penultimate; encoders: encoder).")
-@click.option("--steps", default=500, show_default=True, type=click.IntRange(1), help="Stage-2 updates.")
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1),
+@click.option("--steps", type=int, default=FINETUNE.steps, show_default=True, help="Stage-2 updates.")
+@click.option("--batch-size", type=int, default=FINETUNE.batch_size, show_default=True,
               help="Stage-2 batch (at most the labelled images).")
-@click.option("--optimizer", default="adam", show_default=True, help="Stage 2's optimizer: adam, adamw, sgd, lars.")
-@click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(0, min_open=True),
-              help="The head's learning rate in stage 2.")
-@click.option("--trunk-lr-scale", default=0.1, show_default=True, type=click.FloatRange(0),
+@click.option("--optimizer", default=FINETUNE.optim.name, show_default=True,
+              help="Stage 2's optimizer: adam, adamw, sgd, lars.")
+@click.option("--lr", type=float, default=FINETUNE.optim.lr, show_default=True, help="The head's learning rate in stage 2.")
+@click.option("--trunk-lr-scale", type=float, default=FINETUNE.trunk_lr_scale, show_default=True,
               help="The pretrained part's learning rate as a multiple of --lr (0: frozen in stage 2 too).")
-@click.option("--schedule", default="cosine", show_default=True, help="Learning-rate schedule: cosine, linear, constant.")
-@click.option("--momentum", default=0.9, show_default=True, type=click.FloatRange(0, 1), help="sgd and lars.")
-@click.option("--weight-decay", default=0.0, show_default=True, type=click.FloatRange(0),
+@click.option("--schedule", default=FINETUNE.optim.schedule, show_default=True,
+              help="Learning-rate schedule: cosine, linear, constant.")
+@click.option("--momentum", type=float, default=FINETUNE.optim.momentum, show_default=True, help="sgd and lars.")
+@click.option("--weight-decay", type=float, default=FINETUNE.optim.weight_decay, show_default=True,
               help="Stage 2 weight decay (none on norms and biases, as in training).")
-@click.option("--augment", default="weak", show_default=True,
+@click.option("--augment", default=FINETUNE.augment, show_default=True,
               help="Stage-2 augmentation: an ssgen.augment preset's first view (weak: flip and a 12.5% shift; "
                    "simclr, byol, moco_v2, dino, exemplar) or none.")
 @click.option("--random-init", is_flag=True,
@@ -245,31 +250,30 @@ def finetune(checkpoint, labels, layer, steps, batch_size, optimizer, lr, trunk_
 
     Each figure is appended to metrics.jsonl (the run's, or --out's) with its protocol as soon as it
     is measured; the fine-tuned network is saved as finetuned-step-N.pt (finetuned-random-init.pt)
-    beside it, for ssgen.finetune.load_finetuned. --random-init gives the floor: the same protocol
+    beside it, for ssgen.rebuild.load_finetuned. --random-init gives the floor: the same protocol
     from an untrained network. It is its own command because it depends on the architecture and
     protocol only, so one floor serves every checkpoint of that architecture."""
     import torch
 
-    from ssgen.config import OptimConfig
+    from ssgen.checkpoint import save_finetuned
+    from ssgen.config import from_dict
     from ssgen.data import build_dataset, require_labels
+    from ssgen.eval.finetune import feature_layer, full_stage, linear_stage
     from ssgen.eval.metrics import METRICS_FILE, append_metrics
     from ssgen.eval.probe import ProbeData
-    from ssgen.finetune import FinetuneConfig, feature_layer, full_stage, linear_stage, save_finetuned
-    from ssgen.registry import OPTIMIZERS, SCHEDULES
 
-    OPTIMIZERS.get(optimizer, "--optimizer")  # unknown names: one line with the valid ones, before any work
-    SCHEDULES.get(schedule, "--schedule")
+    options = from_dict(FinetuneConfig, {  # ranges and names checked before any work, each bad one named
+        "layer": "", "steps": steps, "batch_size": batch_size, "trunk_lr_scale": trunk_lr_scale, "augment": augment,
+        "optim": {"name": optimizer, "lr": lr, "momentum": momentum, "weight_decay": weight_decay, "schedule": schedule}})
     if threads:
         torch.set_num_threads(threads)
     run, device = load(checkpoint, device)
     log = lambda line: click.echo(line, err=True)  # noqa: E731
     method = run.method
-    cfg = FinetuneConfig(layer=feature_layer(method, layer), steps=steps,
-                         batch_size=batch_size, trunk_lr_scale=trunk_lr_scale, augment=augment,
-                         optim=OptimConfig(name=optimizer, lr=lr, betas=[0.9, 0.999], momentum=momentum,
-                                           weight_decay=weight_decay, schedule=schedule),
-                         max_iter=run.cfg.eval.probe.max_iter, tolerance=run.cfg.eval.probe.tolerance, l2=run.cfg.eval.probe.l2,
-                         feature_batch=run.cfg.eval.probe.batch_size, seed=run.cfg.seed if seed is None else seed)
+    probe = run.cfg.eval.probe  # stage 1 is the run's own probe; its values were checked with the run's config
+    cfg = dataclasses.replace(options, layer=feature_layer(method, layer), max_iter=probe.max_iter,
+                              tolerance=probe.tolerance, l2=probe.l2, feature_batch=probe.batch_size,
+                              seed=run.cfg.seed if seed is None else seed)
     data_cfg = data_config(run.cfg, data_path, data_name)
     if test_size is not None:
         data_cfg = dataclasses.replace(data_cfg, test_size=test_size)

@@ -22,6 +22,7 @@ from ssgen.console import ProgressReport
 from ssgen.data.base import seeded_subset
 from ssgen.eval.metrics import STANDARD_ERROR, binomial_standard_error
 from ssgen.images import to_float
+from ssgen.nets.heads import LinearClassifier
 from ssgen.parallel import gather_rows, shard, world
 
 
@@ -112,20 +113,6 @@ def frozen_features(method, data: ProbeData, layers: Sequence[str], batch_size: 
     """({layer: train features}, {layer: test features}) of a probe's images."""
     return (extract_features(method, data.train_images, layers, batch_size, device, log, "train features"),
             extract_features(method, data.test_images, layers, batch_size, device, log, "test features"))
-
-
-class LinearClassifier(nn.Module):
-    """Logits of standardised features, linear((x - mean) / std): the probe's classifier, and the
-    head that `ssgen finetune` starts its second stage from (the scale stays fixed: buffers)."""
-
-    def __init__(self, num_features: int, num_classes: int, device: torch.device | str | None = None):
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(num_features, device=device))
-        self.register_buffer("std", torch.ones(num_features, device=device))
-        self.linear = nn.Linear(num_features, num_classes, device=device)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.linear((features - self.mean) / self.std)
 
 
 @dataclass

@@ -19,8 +19,8 @@ from torch.utils.tensorboard import SummaryWriter
 
 from ssgen import parallel
 from ssgen.checkpoint import (BEST, CHECKPOINT_DIR, CONFIG_FILE, FORMAT, HOLDOUT_FILE, LABELLED_FILE,
-                              atomic_save, build_method, checkpoint_dir, checkpoint_step, latest_readable, list_checkpoints,
-                              load_method_state, read_holdout, read_labelled, save_checkpoint)
+                              atomic_save, checkpoint_dir, checkpoint_step, latest_readable, list_checkpoints,
+                              read_holdout, read_labelled, save_checkpoint)
 from ssgen.config import Config, to_dict
 from ssgen.console import Heartbeat, ProgressReport, duration
 from ssgen.data import BatchStream, build_dataset, choose_holdout, holdout_text
@@ -32,6 +32,7 @@ from ssgen.eval.workload import PAPERS_SIZE, seconds_per_image, set_options
 from ssgen.files import atomic_write
 from ssgen.images import save_grid
 from ssgen.optim import set_learning_rates
+from ssgen.rebuild import build_method, load_method_state
 from ssgen.registry import METHODS
 from ssgen.step import Progress
 from ssgen.threads import Pace, set_threads

@@ -24,9 +24,8 @@ from ssgen.config import NetConfig, net, path_field, ranged
 from ssgen.errors import CheckpointError, ConfigError
 from ssgen.losses.semi import distillation_loss
 from ssgen.methods.semisup.base import LABELLED, UNLABELLED, Classifier, ClassifierConfig, eval_logits
+from ssgen.rebuild import LoadedRun, load_trained
 from ssgen.registry import ENCODERS, METHODS
-
-FINETUNED_FORMAT = "ssgen-finetuned"
 
 
 class ClassifierLogits(nn.Module):
@@ -42,30 +41,16 @@ class ClassifierLogits(nn.Module):
 
 def load_teacher(path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
     """A frozen teacher, images in [-1, 1] -> logits, in eval mode, from a checkpoint file or run
-    directory of a classifier method, or from a file of `ssgen finetune`."""
-    from ssgen.checkpoint import load_run  # here: the checkpoint module imports the methods
-
-    path, device = Path(path), torch.device(device)
-    if path.is_file() and finetuned_file(path):
-        from ssgen.finetune import load_finetuned  # another command's format; imported only when used
-        teacher = load_finetuned(path, device)
-    else:
-        run = load_run(path, device)
-        if not hasattr(run.method, "classify"):
-            raise ConfigError(f"method.teacher: {str(path)!r} is a {run.cfg.method.name} run, which does not "
+    directory of a classifier method, or from a file of `ssgen finetune` (rebuilt through the
+    METHODS registry: ssgen/rebuild.py)."""
+    teacher = load_trained(path, torch.device(device))
+    if isinstance(teacher, LoadedRun):
+        if not hasattr(teacher.method, "classify"):
+            raise ConfigError(f"method.teacher: {str(path)!r} is a {teacher.cfg.method.name} run, which does not "
                               "classify; expected a run of a classifier method (supervised, pseudo_label, ...) or "
                               "a file of ssgen finetune")
-        teacher = ClassifierLogits(run.method)
+        teacher = ClassifierLogits(teacher.method)
     return teacher.requires_grad_(False).eval()
-
-
-def finetuned_file(path: Path) -> bool:
-    """Whether a file is a checkpoint dict of format "ssgen-finetuned" (read weights-only)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # not a weights-only torch file: load_run says what is wrong with it
-        return False
-    return isinstance(state, dict) and state.get("format") == FINETUNED_FORMAT
 
 
 @dataclass

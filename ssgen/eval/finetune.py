@@ -1,4 +1,5 @@
-"""Fine-tuning a method's features on a few labels: the transfer protocol behind `ssgen finetune`.
+"""Fine-tuning a method's features on a few labels: the transfer protocol behind `ssgen finetune`
+(its command: ssgen/eval/commands.py).
 
     stage 1  a linear classifier on the frozen features of the labelled images (the linear probe:
              ssgen.eval.probe, the same code and budget); the network is untouched
@@ -10,32 +11,29 @@ autoencoder's encoder, an encoder trained by tasks). What stage 2 trains is what
 features depend on (`feature_parameters`): a discriminator's critic, a task's head or a decoder
 get no gradient and are left out.
 
-The fine-tuned network is saved as a checkpoint dict {"format": "ssgen-finetuned", "config",
-"layer", "num_features", "num_classes", "classes", "network", "labelled_rows", "protocol",
-"metrics"}, tensors and plain containers only; `load_finetuned` rebuilds it as a module that
-maps float [-1, 1] images [B,3,H,W] to logits (the teacher of SimCLRv2's distillation).
+The fine-tuned network (ssgen.nets.heads.FinetunedNetwork) is saved by ssgen.checkpoint.save_finetuned;
+ssgen.rebuild.load_finetuned rebuilds it as a module that maps float [-1, 1] images [B,3,H,W] to
+logits (the teacher of SimCLRv2's distillation).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssgen.augment import Augmenter, view_configs
-from ssgen.checkpoint import FINETUNED_FORMAT as FORMAT, atomic_save, build_method, read_checkpoint_file
-from ssgen.config import Config, OptimConfig, ProbeConfig, config_from_dict, to_dict
+from ssgen.augment import PRESETS, Augmenter, view_configs
+from ssgen.config import OptimConfig, ProbeConfig, choice, ranged
 from ssgen.console import ProgressReport
-from ssgen.errors import CheckpointError, ConfigError, SsgenError
-from ssgen.eval.probe import (LinearClassifier, ProbeData, classifier_description, extract_features,
-                              fit_linear_classifier, top1)
+from ssgen.errors import ConfigError
+from ssgen.eval.probe import ProbeData, classifier_description, extract_features, fit_linear_classifier, top1
 from ssgen.images import to_float
 from ssgen.methods.base import Method
+from ssgen.nets.heads import FinetunedNetwork
 from ssgen.optim import build_scaled_optimizer, set_learning_rates
 
 NO_AUGMENTATION = "none"
@@ -43,26 +41,21 @@ NO_AUGMENTATION = "none"
 
 @dataclass
 class FinetuneConfig:
-    """The protocol: everything that decides the two figures, recorded beside them."""
+    """The protocol: everything that decides the two figures, recorded beside them. `ssgen finetune`
+    builds it with ssgen.config.from_dict, which checks each field's range or choices, and its
+    options default to these values; stage 1's fit is the run's own probe's (ProbeConfig)."""
     layer: str                       # the feature layer the head reads
-    steps: int = 500                 # stage-2 updates
-    batch_size: int = 64
+    steps: int = ranged(500, 1)      # stage-2 updates
+    batch_size: int = ranged(64, 1)  # stage 2's (at most the labelled images)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(
         name="adam", lr=1e-3, betas=[0.9, 0.999], schedule="cosine"))  # the head's rate
-    trunk_lr_scale: float = 0.1      # the pretrained part's rate / the head's
-    augment: str = "weak"            # an ssgen.augment preset's first view, or "none"
-    max_iter: int = ProbeConfig.max_iter    # stage 1: the probe's fit, to its tolerance, capped here
-    tolerance: float = ProbeConfig.tolerance
-    l2: float = 1e-4                 # stage 1: the probe's weight penalty
-    feature_batch: int = 500         # images per pass when extracting features or testing
+    trunk_lr_scale: float = ranged(0.1, 0.0)  # the pretrained part's rate / the head's (0: frozen in stage 2 too)
+    augment: str = choice("weak", *PRESETS, NO_AUGMENTATION)  # an ssgen.augment preset's first view, or none
+    max_iter: int = ranged(ProbeConfig.max_iter, 1)  # stage 1: the probe's fit, to its tolerance, capped here
+    tolerance: float = ranged(ProbeConfig.tolerance, 0.0, low_open=True)
+    l2: float = ranged(ProbeConfig.l2, 0.0)  # stage 1: the probe's weight penalty
+    feature_batch: int = ranged(ProbeConfig.batch_size, 1)  # images per pass when extracting features or testing
     seed: int = 0                    # batch order and augmentation draws
-
-    def __post_init__(self):
-        if self.augment != NO_AUGMENTATION:
-            view_configs(self.augment)  # an unknown preset is a ConfigError naming the valid ones
-        if not 0 <= self.trunk_lr_scale:
-            raise ConfigError(f"trunk learning-rate scale {self.trunk_lr_scale}: expected 0 or more "
-                              "(0 freezes the pretrained part in stage 2 too)")
 
     def linear_protocol(self) -> dict:
         """What stage 1's figure depends on."""
@@ -85,19 +78,6 @@ def feature_layer(method: Method, layer: str | None) -> str:
         raise ConfigError(f"method {method.cfg.name!r} exposes no features (feature_layers is empty): "
                           "there is no network to fine-tune")
     return method.check_features([layer] if layer else None)[0]
-
-
-class FinetunedNetwork(nn.Module):
-    """A method's feature network and a linear head: float [-1, 1] images [B,3,H,W] -> logits.
-    Gradients flow through the features when enabled (training), not in torch.no_grad()."""
-
-    def __init__(self, method: Method, layer: str, head: LinearClassifier):
-        super().__init__()
-        self.method, self.layer, self.head = method, layer, head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.method.features(x, [self.layer], grad=torch.is_grad_enabled())[self.layer]
-        return self.head(features.float().flatten(1))
 
 
 def feature_parameters(method: Method, layer: str, resolution: int) -> list[nn.Parameter]:
@@ -201,38 +181,3 @@ def full_stage(network: FinetunedNetwork, data: ProbeData, cfg: FinetuneConfig, 
     finally:
         report.close()
     return network_accuracy(network, data.test_images, data.test_labels, cfg.feature_batch, device)
-
-
-# ---------------------------------------------------------------- the saved network
-def save_finetuned(path: Path, network: FinetunedNetwork, cfg: Config, labelled_rows: torch.Tensor, classes: list[str], protocol: dict, metrics: dict) -> None:
-    head = network.head
-    atomic_save({"format": FORMAT, "config": to_dict(cfg), "layer": network.layer,
-                 "num_features": head.linear.in_features, "num_classes": head.linear.out_features,
-                 "classes": list(classes), "network": network.state_dict(), "labelled_rows": labelled_rows.clone(),
-                 "protocol": protocol, "metrics": metrics}, path)
-
-
-def read_finetuned(path: str | Path) -> dict:
-    """The saved dict of a fine-tuned network; anything else is a CheckpointError that says what it is."""
-    state = read_checkpoint_file(path)
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        what = "a training checkpoint (fine-tune it first: ssgen finetune)" if isinstance(state, dict) and \
-            "method" in state else "not one"
-        raise CheckpointError(f"{str(path)!r} is not a fine-tuned network (format {FORMAT!r}): {what}")
-    return state
-
-
-def load_finetuned(path: str | Path, device: torch.device | str = "cpu") -> FinetunedNetwork:
-    """The network `ssgen finetune` saved, on `device` in eval mode: float [-1, 1] images
-    [B,3,H,W] -> logits [B, num_classes]."""
-    state = read_finetuned(path)
-    try:
-        cfg = config_from_dict(state["config"])
-        method = build_method(cfg, torch.device(device))
-        network = FinetunedNetwork(method, state["layer"], LinearClassifier(state["num_features"],
-                                                                            state["num_classes"]))
-        network.load_state_dict(state["network"])
-    except (SsgenError, RuntimeError, KeyError) as err:
-        raise CheckpointError(f"fine-tuned network {str(path)!r} cannot be rebuilt: "
-                              f"{' '.join(str(err).split())[:300]}") from None
-    return network.to(device).eval()
