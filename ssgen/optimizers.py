@@ -29,24 +29,24 @@ class Optimizers(Mapping[str, torch.optim.Optimizer]):
     Adam needs anyway, so the buffer is the one the method keeps)."""
 
     def __init__(self, optimized: Optimized, skipped_steps: torch.Tensor):
-        self.optimizers = {name: build_optimizer(params, cfg) for name, (params, cfg) in optimized.items()}
+        self.by_name = {name: build_optimizer(params, cfg) for name, (params, cfg) in optimized.items()}
         self.configs = {name: cfg for name, (_, cfg) in optimized.items()}  # each one's schedule
         self.skipped_steps = skipped_steps
         self.skip_nonfinite = False  # the trainer sets it from trainer.nonfinite == "skip"
         self.lrs: dict[str, list[torch.Tensor]] = {}  # compiled steps read the learning rates from these
 
     def __getitem__(self, name: str) -> torch.optim.Optimizer:
-        return self.optimizers[name]
+        return self.by_name[name]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.optimizers)
+        return iter(self.by_name)
 
     def __len__(self) -> int:
-        return len(self.optimizers)
+        return len(self.by_name)
 
     def step(self, name: str, loss: torch.Tensor) -> None:
         """One update of optimizer `name`; with skip_nonfinite a NaN/inf loss leaves the weights untouched."""
-        optimizer = self.optimizers[name]
+        optimizer = self.by_name[name]
         params = [p for group in optimizer.param_groups for p in group["params"]]
         # The gradients of this optimizer's parameters only: backward() would also compute the
         # weight gradients of every other network the loss passed through (D's, in a G step),
@@ -65,13 +65,13 @@ class Optimizers(Mapping[str, torch.optim.Optimizer]):
 
     def schedule(self, step: int, total: int) -> None:
         """Each optimizer's learning rates at 1-based `step` of `total`, by its own schedule."""
-        for name, optimizer in self.optimizers.items():
+        for name, optimizer in self.by_name.items():
             set_learning_rates(optimizer, self.configs[name], step, total)
 
     def prepare_compiled(self) -> None:
         """Before a compiled step: optimizer state made (or kept, on resume) and this step's
         learning rates copied into the tensors the graph reads."""
-        for name, optimizer in self.optimizers.items():
+        for name, optimizer in self.by_name.items():
             prepare_state(optimizer)
             lrs = self.lrs.setdefault(name, [torch.zeros((), device=group["params"][0].device)
                                              for group in optimizer.param_groups])
@@ -80,8 +80,8 @@ class Optimizers(Mapping[str, torch.optim.Optimizer]):
 
     def state_dict(self) -> dict[str, dict]:
         """{name: that optimizer's state_dict}: a checkpoint's "optimizers" entry."""
-        return {name: optimizer.state_dict() for name, optimizer in self.optimizers.items()}
+        return {name: optimizer.state_dict() for name, optimizer in self.by_name.items()}
 
     def load_state_dict(self, state: Mapping[str, dict]) -> None:
-        for name, optimizer in self.optimizers.items():
+        for name, optimizer in self.by_name.items():
             optimizer.load_state_dict(state[name])
