@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import torch
-
 SAMPLE_S = 0.3  # how long the cores are watched before choosing
 SLOW_FACTOR = 3.0  # steps/s this many times below the first steps' draw a warning
 
@@ -79,17 +77,16 @@ def auto_threads(deterministic: bool) -> tuple[int, str]:
     return max(1, free // processes), f"{cores} physical cores, {busy:.1f} busy with other work at the start"
 
 
-def set_threads(requested: int, deterministic: bool, log: Callable[[str], None]) -> int:
-    """Set torch's CPU threads: `requested`, or with 0 the automatic choice; says what it chose and
-    warns where more threads are asked for than there are CPUs."""
+def choose_threads(requested: int, deterministic: bool, log: Callable[[str], None]) -> int:
+    """torch's CPU threads for a run (set by ssgen.torch_state.run_settings): `requested`, or with 0
+    the automatic choice; says what it chose and warns where more threads are asked for than there
+    are CPUs."""
     if requested:
         if requested > usable_cpus():
             log(f"warning: trainer.threads={requested} is more than the {usable_cpus()} CPUs this process can use; "
                 "the extra threads only wait for a core (trainer.threads=0 chooses by itself)")
-        torch.set_num_threads(requested)
         return requested
     threads, why = auto_threads(deterministic)
-    torch.set_num_threads(threads)
     log(f"CPU threads: {threads} ({why}); set trainer.threads=N to choose")
     return threads
 

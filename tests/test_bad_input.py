@@ -28,20 +28,11 @@ from ssgen.train.trainer import train
 from small_runs import QUICK, TINY
 
 
-@pytest.fixture(autouse=True)
-def restore_torch_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A one-step SS-GAN run (width 8) to sample, probe and resume from."""
-    threads = torch.get_num_threads()
     path = tmp_path_factory.mktemp("trained") / "run"
     train(load_config(QUICK, [f"run_dir={path}", *TINY, "trainer.steps=1"]), progress=False, log=lambda m: None)
-    torch.set_num_threads(threads)
     return path
 
 

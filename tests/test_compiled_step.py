@@ -36,16 +36,15 @@ STEPS = 3
 SGD = ["{}.name=sgd", "{}.lr=0.01", "{}.momentum=0.9"]
 
 
+# Compilation and the runs: one thread is faster than an oversubscribed two on a busy 2-core machine.
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 @pytest.fixture(autouse=True)
-def one_thread_and_fresh_compiler():
-    # Compilation and the runs: one thread is faster than an oversubscribed two on a busy 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def fresh_compiler():
     # Every CompiledStep shares one wrapper's code, whose compiled entries dynamo caches up to
     # recompile_limit (8); a training process compiles one method's steps, this file many methods'.
     torch._dynamo.reset()
-    yield
-    torch.set_num_threads(threads)
 
 
 @contextlib.contextmanager

@@ -19,13 +19,6 @@ def train_args(run_dir, *overrides):
     return ["train", "--config", QUICK, *[x for o in [*RUN, f"run_dir={run_dir}", *overrides] for x in ("--set", o)]]
 
 
-@pytest.fixture(autouse=True)
-def restore_torch_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def final_step(run_dir):
     return read_checkpoint(list_checkpoints(run_dir)[-1])["step"]
 

@@ -29,9 +29,6 @@ def final_weights(run_dir):
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SSGEN_CACHE", str(tmp_path / "cache"))
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_evaluations_watch_the_training_without_changing_it(ssgen, tmp_path):

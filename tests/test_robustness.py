@@ -32,15 +32,6 @@ from small_runs import TINY as TINY_QUICK
 TINY = [*TINY_QUICK, "trainer.deterministic=true", "trainer.log_every=1"]
 
 
-@pytest.fixture(autouse=True)
-def restore_torch_globals():
-    """The trainer sets torch's thread count and deterministic mode; give the next test its own."""
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(deterministic)
-
-
 def tiny_args(run_dir, *overrides):
     return [f"run_dir={run_dir}", *TINY, *overrides]
 

@@ -9,15 +9,8 @@ from ssgen import threads
 from ssgen.cli import resume_config
 from ssgen.config import Config, load_config, to_dict
 from ssgen.errors import ConfigError
-from ssgen.threads import Pace, auto_threads, set_threads
+from ssgen.threads import Pace, auto_threads, choose_threads
 from small_runs import QUICK, TINY
-
-
-@pytest.fixture(autouse=True)
-def restore_torch_threads():
-    count = torch.get_num_threads()
-    yield
-    torch.set_num_threads(count)
 
 
 @pytest.fixture
@@ -46,15 +39,16 @@ def test_auto_is_the_physical_cores_under_deterministic_and_is_shared_by_torchru
     assert auto_threads(deterministic=False)[0] == 1
 
 
-def test_set_threads_says_what_it_chose_and_warns_above_the_cpus(two_cores):
-    said = []
-    assert set_threads(0, False, said.append) == 2 and torch.get_num_threads() == 2
+def test_choose_threads_says_what_it_chose_and_warns_above_the_cpus(two_cores):
+    said, threads = [], torch.get_num_threads()
+    assert choose_threads(0, False, said.append) == 2
     assert said[-1].startswith("CPU threads: 2 (2 physical cores") and "trainer.threads=N" in said[-1]
-    assert set_threads(64, False, said.append) == 64
+    assert choose_threads(64, False, said.append) == 64
     assert said[-1].startswith("warning: trainer.threads=64 is more than the 2 CPUs")
     said.clear()
-    set_threads(2, False, said.append)
+    assert choose_threads(2, False, said.append) == 2
     assert said == []
+    assert torch.get_num_threads() == threads  # chosen only: the run sets them (ssgen.torch_state)
 
 
 def test_the_pace_warns_once_when_steps_fall_far_below_the_first():

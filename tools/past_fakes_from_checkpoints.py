@@ -24,7 +24,7 @@ from ssgen.eval.past_fakes import fakes, measure, protocol
 from ssgen.files import atomic_write
 from ssgen.methods.gan import GAN
 from ssgen.rebuild import load_run
-from ssgen.train.trainer import lock_run_dir
+from ssgen.train.run_dir import lock_run_dir
 
 SOURCE = "tools/past_fakes_from_checkpoints.py"
 

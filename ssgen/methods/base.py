@@ -4,8 +4,9 @@ A method knows what is learned: its networks, which parameters each optimizer up
 (`optimized`), and one train step. It never opens a file or a writer. The train step is made of
 the steps the method declares (`steps`: names, each a `<name>_step(batch, progress)` method,
 e.g. a GAN's "d" and "g"), run through `run_step`: eagerly, or each compiled whole as one graph
-(trainer.compile: step, ssgen/compiled.py) with no code of the method's own. The trainer builds the
-optimizers (after moving the method to its device), schedules their learning rates and calls
+(trainer.compile: step, ssgen/compiled.py) with no code of the method's own. The optimizers are
+one object (`optimizers()`, ssgen/optimizers.py), built once the method is on its device: the
+method steps them (`optimize`), the trainer schedules and checkpoints them and calls
 `train_step`; the probe calls `features`; FID and `ssgen sample` call `sample` when
 `generative` is true.
 """
@@ -20,8 +21,8 @@ from torch import nn
 from ssgen.config import MethodConfig, OptimConfig
 from ssgen.errors import ConfigError
 from ssgen.compiled import CompiledStep
-from ssgen.optim import build_optimizer, compiled_update, prepare_state
-from ssgen.parallel import average_gradients, world
+from ssgen.optimizers import Optimizers
+from ssgen.parallel import world
 from ssgen.step import Batch, DataInfo, Progress, as_batch
 
 # The trainer hands a method this: each call returns the next Batch on the training device
@@ -39,10 +40,8 @@ class Method(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.data = data
-        self.skip_nonfinite = False  # the trainer sets it from trainer.nonfinite == "skip"
-        self._optimizers: dict[str, torch.optim.Optimizer] | None = None
+        self._optimizers: Optimizers | None = None
         self._compiled: dict[str, CompiledStep] = {}
-        self._lrs: dict[str, list[torch.Tensor]] = {}  # compiled steps read the learning rates from these
         # Checkpointed with the weights: how many updates were skipped for a non-finite loss.
         self.register_buffer("skipped_steps", torch.zeros((), dtype=torch.long))
 
@@ -55,31 +54,16 @@ class Method(nn.Module):
         """{optimizer name: (the parameters it updates, its options)}."""
         raise NotImplementedError
 
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        """The optimizers, built on first use: the trainer asks once the method is on its device
-        (fused Adam needs to know it)."""
+    def optimizers(self) -> Optimizers:
+        """The optimizers by name, and how they step (ssgen.optimizers), built on first use: the
+        trainer asks once the method is on its device (fused Adam needs to know it)."""
         if self._optimizers is None:
-            self._optimizers = {name: build_optimizer(params, cfg) for name, (params, cfg) in self.optimized().items()}
+            self._optimizers = Optimizers(self.optimized(), self.skipped_steps)
         return self._optimizers
 
     def optimize(self, name: str, loss: torch.Tensor) -> None:
-        """One update of optimizer `name`; with skip_nonfinite a NaN/inf loss leaves the weights untouched."""
-        optimizer = self.optimizers()[name]
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        # The gradients of this optimizer's parameters only: backward() would also compute the
-        # weight gradients of every other network the loss passed through (D's, in a G step),
-        # to be thrown away.
-        grads = torch.autograd.grad(loss, params, allow_unused=True)
-        if torch.compiler.is_compiling():  # inside a compiled step (no skip mode, one process)
-            compiled_update(optimizer, list(grads), self._lrs[name])
-            return
-        for p, grad in zip(params, grads):
-            p.grad = grad
-        loss = average_gradients(optimizer, loss)  # across torchrun processes; a no-op in one
-        if self.skip_nonfinite and not torch.isfinite(loss):  # a host sync, paid only in skip mode
-            self.skipped_steps += 1
-            return
-        optimizer.step()
+        """One update of optimizer `name` on `loss` (Optimizers.step)."""
+        self.optimizers().step(name, loss)
 
     def train_step(self, next_batch: NextBatch, progress: Progress = Progress()) -> dict[str, torch.Tensor]:
         """One optimisation step. Returns 0-d tensors to log (not synced to the host here). A method
@@ -101,24 +85,14 @@ class Method(nn.Module):
         if not self.steps:  # without this, the run would go on eagerly while its config says otherwise
             raise ConfigError(f"trainer.compile=step: method {self.cfg.name!r} declares no steps to compile whole "
                               "(Method.steps); use trainer.compile=modules or eager")
-        if self.skip_nonfinite:
+        if self.optimizers().skip_nonfinite:
             raise ConfigError("trainer.compile=step keeps no host sync inside a step, and "
                               "trainer.nonfinite=skip needs one per update; use trainer.nonfinite=stop "
                               "or trainer.compile=modules")
         if world()[1] > 1:
             raise ConfigError("trainer.compile=step runs in one process; under torchrun use trainer.compile=modules")
-        self._compiled = {name: CompiledStep(name, getattr(self, f"{name}_step"), self.prepare_compiled_update,
-                                             device, backend) for name in self.steps}
-
-    def prepare_compiled_update(self) -> None:
-        """Before a compiled step: optimizer state made (or kept, on resume) and this step's
-        learning rates copied into the tensors the graph reads."""
-        for name, optimizer in self.optimizers().items():
-            prepare_state(optimizer)
-            lrs = self._lrs.setdefault(name, [torch.zeros((), device=group["params"][0].device)
-                                              for group in optimizer.param_groups])
-            for lr, group in zip(lrs, optimizer.param_groups):
-                lr.fill_(group["lr"])
+        self._compiled = {name: CompiledStep(name, getattr(self, f"{name}_step"),
+                                             self.optimizers().prepare_compiled, device, backend) for name in self.steps}
 
     # ---------------------------------------------------------------- what was learned
     def features(self, x: torch.Tensor, layers: Sequence[str] | None = None, *,

@@ -1,41 +1,39 @@
 """The one training loop, for every method: device, precision, learning-rate schedules, logging,
 samples, evaluations, checkpoints and resume. It knows how training runs, never what is learned:
-a method is driven only through its interface (ssgen/methods/base.py).
+a method is driven only through its interface (ssgen/methods/base.py), its optimizers through
+theirs (ssgen/optimizers.py). The run directory's own life (lock, claim, records) is
+ssgen/train/run_dir.py's; torch's process-wide settings hold for the run only (ssgen/torch_state.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import shutil
 import signal
 import time
 from pathlib import Path
 
 import torch
-import yaml
 from torch.utils.tensorboard import SummaryWriter
 
 from ssgen import parallel
-from ssgen.checkpoint import (BEST, CHECKPOINT_DIR, CONFIG_FILE, FORMAT, HOLDOUT_FILE, LABELLED_FILE,
-                              atomic_save, checkpoint_dir, checkpoint_step, latest_readable, list_checkpoints,
-                              read_holdout, read_labelled, save_checkpoint)
+from ssgen.checkpoint import (BEST, CHECKPOINT_DIR, FORMAT, atomic_save, checkpoint_dir, checkpoint_step,
+                              latest_readable, list_checkpoints, read_holdout, read_labelled, save_checkpoint)
 from ssgen.config import Config, to_dict
 from ssgen.console import Heartbeat, ProgressReport, duration
-from ssgen.data import BatchStream, build_dataset, choose_holdout, holdout_text
-from ssgen.data.labelled import describe as describe_labelled, labelled_rows, labelled_text
+from ssgen.data import BatchStream, build_dataset, choose_holdout
+from ssgen.data.labelled import describe as describe_labelled, labelled_rows
 from ssgen.errors import CheckpointError, ConfigError, SsgenError
 from ssgen.eval import build_evaluators
-from ssgen.eval.metrics import METRICS_FILE, append_metrics
+from ssgen.eval.metrics import append_metrics
 from ssgen.eval.workload import PAPERS_SIZE, seconds_per_image, set_options
-from ssgen.files import atomic_write
 from ssgen.images import save_grid
-from ssgen.optim import set_learning_rates
 from ssgen.rebuild import build_method, load_method_state
 from ssgen.registry import METHODS
 from ssgen.step import Progress
-from ssgen.threads import Pace, set_threads
+from ssgen.threads import Pace, choose_threads
+from ssgen.torch_state import run_settings
+from ssgen.train.run_dir import RunDirectory
 
 
 class NonFiniteLoss(SsgenError):
@@ -91,31 +89,27 @@ class Trainer:
                               f"over {self.place.world_size} processes")
         self.log = log if self.place.is_main else (lambda message: None)  # one voice: the main process's
         METHODS.get(cfg.method.name, "method.name").check_config(cfg)  # before the run directory is made
-        self.lock = None
-        if self.place.is_main:
-            check_writable(self.run_dir)
-            self.lock = lock_run_dir(self.run_dir)
+        # What the run holds until close(): the run directory's lock, torch's process-wide settings.
+        self.held = contextlib.ExitStack()
         try:
+            self.directory = self.held.enter_context(RunDirectory(self.run_dir, self.place.is_main))
             self.build(resume, overwrite, show_progress)
         except BaseException:
-            if self.lock is not None:
-                self.lock.close()  # a run that never started holds no lock
+            self.held.close()  # a run that never started holds nothing
             raise
 
     def build(self, resume: bool, overwrite: bool, show_progress: bool) -> None:
         cfg, tc = self.cfg, self.cfg.trainer
         if not resume:  # one run, one directory
-            claim_run_dir(self.run_dir, overwrite, self.place.is_main)
+            self.directory.claim(overwrite)
         # On a CPU the thread count is chosen (trainer.threads=0) and the pace watched; a GPU's
         # host threads only feed it, so there a count is set only where asked for.
         on_cpu = self.device.type == "cpu"
         self.thread_notes: list[str] = []  # said once training starts: a setup error stays the one line
-        if on_cpu or tc.threads:
-            threads = set_threads(tc.threads, tc.deterministic, self.thread_notes.append)
+        threads = choose_threads(tc.threads, tc.deterministic, self.thread_notes.append) if on_cpu or tc.threads else None
         self.pace = Pace(threads, f"ssgen train --resume {self.run_dir}") if on_cpu else None
         self.evaluated_in_window = False  # an evaluation since the last log: that window's pace is not compared
-        torch.use_deterministic_algorithms(tc.deterministic)
-        torch.manual_seed(cfg.seed)
+        self.held.enter_context(run_settings(threads, tc.deterministic, cfg.seed))
 
         # A folder without a test split lends one from its train split, chosen once and recorded.
         started = resume and bool(list_checkpoints(self.run_dir))
@@ -134,18 +128,16 @@ class Trainer:
         if self.labelled is not None:
             self.log(describe_labelled(self.labelled, train_set.labels, cfg.data.labels))
         self.method = build_method(cfg, self.device)
-        self.method.skip_nonfinite = tc.nonfinite == "skip"
+        self.optimizers = self.method.optimizers()  # built here, on the device
+        self.optimizers.skip_nonfinite = tc.nonfinite == "skip"
         if tc.compile == "modules":
             self.method.compile_networks()
         elif tc.compile == "step":
-            self.method.optimizers()  # the compiled update works on the optimizers' state
             self.method.compile_steps()
         self.batches = BatchStream(train_set, tc.batch_size, self.device,
                                    flip=cfg.data.flip, seed=cfg.seed, device_resident=cfg.data.device_resident,
                                    rank=self.place.rank, world_size=self.place.world_size,
                                    workers=cfg.data.workers, labelled=self.labelled)
-        self.optimizers = self.method.optimizers()
-        self.schedules = {name: optim_cfg for name, (_, optim_cfg) in self.method.optimized().items()}
         # Every process evaluates its share of the images (ssgen.eval gathers the features), so all
         # evaluate at the same steps; every file write happens in the main process only.
         self.evaluators = self.build_evaluators(train_set)
@@ -205,8 +197,7 @@ class Trainer:
         if found is not None:
             path, state = found
             load_method_state(self.method, state, repr(str(path)))
-            for name, optimizer in self.optimizers.items():
-                optimizer.load_state_dict(state["optimizers"][name])
+            self.optimizers.load_state_dict(state["optimizers"])
             self.batches.load_state_dict(state["batches"])
             for evaluator in stateful(self.evaluators):  # none saved: the evaluator was off until now
                 if evaluator.name in state.get("evaluators", {}):
@@ -219,15 +210,8 @@ class Trainer:
                          "(the learning-rate schedule then stretches to the new total)")
                 return False
             self.log(f"resuming {self.run_dir} from step {self.step} ({path.name})")
+        self.directory.record_start(self.cfg, self.holdout.members, self.labelled, self.step if resume else None)
         if self.place.is_main:
-            # Rewritten at every resume: a torn config.yaml would make the run impossible to resume.
-            atomic_write(self.run_dir / CONFIG_FILE, yaml.safe_dump(to_dict(self.cfg), sort_keys=False))
-            if self.holdout.members:
-                atomic_write(self.run_dir / HOLDOUT_FILE, holdout_text(self.holdout.members))
-            if self.labelled is not None:
-                atomic_write(self.run_dir / LABELLED_FILE, labelled_text(self.labelled))
-            if resume:
-                drop_metrics_after(self.run_dir, self.step)
             # purge_step hides what a killed run logged after its last checkpoint (all of it if none).
             self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step + 1 if resume else None)
         return True
@@ -239,8 +223,7 @@ class Trainer:
             self.report.close()
         if self.writer is not None:
             self.writer.close()
-        if self.lock is not None:
-            self.lock.close()  # releases the lock
+        self.held.close()  # the run directory's lock released, torch's settings as they were before the run
         parallel.teardown(wait=finished)
 
     # ---------------------------------------------------------------- the loop
@@ -263,8 +246,7 @@ class Trainer:
         with StopRequest() as stop:
             while self.step < tc.steps:
                 self.step += 1
-                for name, optimizer in self.optimizers.items():
-                    set_learning_rates(optimizer, self.schedules[name], self.step, tc.steps)
+                self.optimizers.schedule(self.step, tc.steps)
                 with amp, self.compiling(first_step):
                     logs = self.method.train_step(self.batches, Progress(self.step, tc.steps))
                 first_step = False
@@ -396,7 +378,7 @@ class Trainer:
     def checkpoint_state(self) -> dict:
         return {"format": FORMAT, "step": self.step, "config": to_dict(self.cfg),
                 "method": self.method.state_dict(),
-                "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+                "optimizers": self.optimizers.state_dict(),
                 "rng": rng_state(self.device), "batches": self.batches.state_dict(), "best": self.best,
                 "evaluators": {evaluator.name: evaluator.state_dict() for evaluator in stateful(self.evaluators)}}
 
@@ -440,81 +422,11 @@ def format_metric(key: str, value: float) -> str:
     return f"{100 * value:.1f}% top-1" if key.startswith(("probe/", "knn/", "accuracy/")) else f"{value:.4g}"
 
 
-RUN_FILES = (CONFIG_FILE, METRICS_FILE, HOLDOUT_FILE, CHECKPOINT_DIR, "tb", "samples")
-
-
-def claim_run_dir(run_dir: Path, overwrite: bool, is_main: bool) -> None:
-    """A fresh run never writes into a directory that holds a run: its metrics, TensorBoard
-    events and checkpoints would interleave with the old run's, and a resume would continue the
-    old one. Refuse with the choices, or with `overwrite` delete the old run's files first."""
-    found = [name for name in RUN_FILES if (run_dir / name).exists()]
-    if not found:
-        return
-    if not overwrite:
-        checkpoints = list_checkpoints(run_dir)
-        held = f"{len(checkpoints)} checkpoint(s), the last {checkpoints[-1].name}" if checkpoints else ", ".join(found)
-        raise SsgenError(f"{run_dir} already holds a run ({held}); continue it with: ssgen train --resume {run_dir}; "
-                         f"or train into another directory: --set run_dir=DIR; or replace it: --overwrite")
-    if is_main:
-        for name in found:
-            path = run_dir / name
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-
-
-LOCK_FILE = ".lock"
-
-
-def lock_run_dir(run_dir: Path):
-    """An exclusive lock on the run directory, held by the training process until it ends (the
-    system drops it when a process dies, so a kill leaves no stale lock). Two launches into one
-    directory at the same moment would both pass the one-run check and interleave their files;
-    so would a resume of a run that is still going."""
-    import fcntl
-
-    handle = open(run_dir / LOCK_FILE, "a")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise SsgenError(f"{run_dir} is in use: another ssgen process is training in it now; wait for it to "
-                         "end or stop it, or train into another directory: --set run_dir=DIR") from None
-    return handle
-
-
 def autocast(cfg: Config, device: torch.device):
     bf16 = cfg.trainer.precision == "bf16" or (cfg.trainer.precision == "auto" and device.type == "cuda")
     if not bf16:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
-
-
-def check_writable(run_dir: Path) -> None:
-    """Fail before any compute if the run directory cannot take files."""
-    probe = run_dir / ".write-probe"
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with open(probe, "wb") as f:
-            f.write(b"\0" * 65536)  # a full disk fails here rather than at the first checkpoint
-            f.flush()
-        probe.unlink()
-    except OSError as err:
-        raise SsgenError(f"run directory {str(run_dir)!r} is not writable: {err.strerror or err}") from None
-
-
-def drop_metrics_after(run_dir: Path, step: int) -> None:
-    """On resume, forget what a killed run logged after its last checkpoint (the resumed run logs
-    those steps again), and a last line a kill cut short, which the next append would run into."""
-    path = run_dir / METRICS_FILE
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["step"] <= step:
-                kept.append(line + "\n")
-        except (ValueError, KeyError, TypeError):
-            continue
-    atomic_write(path, "".join(kept))
 
 
 def rng_state(device: torch.device) -> dict:
