@@ -68,15 +68,15 @@ class Method(nn.Module):
     def train_step(self, next_batch: NextBatch, progress: Progress = Progress()) -> dict[str, torch.Tensor]:
         """One optimisation step. Returns 0-d tensors to log (not synced to the host here). A method
         of one step runs it on the next batch; a method of several (a GAN) says how they follow."""
-        (step,) = self.steps
-        return self.run_step(step, as_batch(next_batch()), progress)
+        (name,) = self.steps
+        return self.run_step(getattr(self, f"{name}_step"), as_batch(next_batch()), progress)
 
-    def run_step(self, name: str, batch: Batch, progress: Progress) -> dict[str, torch.Tensor]:
-        """The declared step `name`, compiled if `compile_steps` was called."""
-        compiled = self._compiled.get(name)
-        if compiled is None:
-            return getattr(self, f"{name}_step")(batch, progress)
-        return compiled(batch, progress)
+    def run_step(self, step: Callable[[Batch, Progress], dict[str, torch.Tensor]], batch: Batch,
+                 progress: Progress) -> dict[str, torch.Tensor]:
+        """`step`, one of the declared steps (e.g. `self.d_step`): eagerly, or its compiled graph
+        once `compile_steps` was called."""
+        compiled = self._compiled.get(step.__name__)
+        return step(batch, progress) if compiled is None else compiled(batch, progress)
 
     def compile_steps(self, backend: str = "inductor") -> None:
         """Compile each declared step whole (trainer.compile: step). Call once the method is on its
@@ -91,8 +91,9 @@ class Method(nn.Module):
                               "or trainer.compile=modules")
         if world()[1] > 1:
             raise ConfigError("trainer.compile=step runs in one process; under torchrun use trainer.compile=modules")
-        self._compiled = {name: CompiledStep(name, getattr(self, f"{name}_step"),
-                                             self.optimizers().prepare_compiled, device, backend) for name in self.steps}
+        self._compiled = {f"{name}_step": CompiledStep(name, getattr(self, f"{name}_step"),
+                                                       self.optimizers().prepare_compiled, device, backend)
+                          for name in self.steps}
 
     # ---------------------------------------------------------------- what was learned
     def features(self, x: torch.Tensor, layers: Sequence[str] | None = None, *,

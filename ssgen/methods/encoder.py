@@ -52,7 +52,7 @@ class Encoder(Method):
     def train_step(self, next_batch, progress: Progress = Progress()) -> dict[str, torch.Tensor]:
         batch = as_batch(next_batch())
         prepare_tasks(self.tasks, batch, progress)
-        return self.run_step("encoder", batch, progress)
+        return self.run_step(self.encoder_step, batch, progress)
 
     def encoder_step(self, batch: Batch, progress: Progress) -> dict[str, torch.Tensor]:
         carried = carry(self.encoder, self.tasks, batch, progress,

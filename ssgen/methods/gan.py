@@ -134,8 +134,8 @@ class GAN(Method):
         for _ in range(self.cfg.n_dis):
             real = as_batch(next_batch())
             prepare_tasks(self.tasks, real, progress)
-            logs = self.run_step("d", real, progress)
-        return {**logs, **self.run_step("g", real, progress)}
+            logs = self.run_step(self.d_step, real, progress)
+        return {**logs, **self.run_step(self.g_step, real, progress)}
 
     def d_step(self, real: Batch, progress: Progress) -> dict[str, torch.Tensor]:
         with torch.no_grad():

@@ -229,7 +229,7 @@ class Classifier(Method):
         parts = [self.draw(next_batch, kind) for kind in self.draws]
         self.part_sizes = tuple(len(part.labels) for part in parts)
         self.prepare_step(dict(zip(self.draws, parts)), progress)
-        return self.run_step("classify", join_batches(parts), progress)
+        return self.run_step(self.classify_step, join_batches(parts), progress)
 
     def prepare_step(self, parts: dict[str, Batch], progress: Progress) -> None:
         """What the step reads that is set on the host: the ramped weight and the label schedule's
