@@ -158,44 +158,43 @@ class FIDConfig:
 
 
 @dataclass
-class ProbeConfig:
-    every: int = ranged(0, 0)               # steps between probes; 0: off
+class FrozenFeaturesConfig:
+    """What the two monitors of frozen features, the linear probe and kNN, both read: which layers,
+    on how many labelled images, how often. One evaluator serves both (eval/__init__.py)."""
+    every: int = ranged(0, 0)               # steps between evaluations; 0: off
     layers: list[str] = field(default_factory=list)  # empty: the method's default feature layer
-    train_size: int = ranged(10000, 10)     # labelled training images the classifier is fit on
-    test_size: int = ranged(10000, 10)
+    train_size: int = ranged(10000, 1)      # labelled training images (the probe's fit, kNN's neighbours)
+    test_size: int = ranged(10000, 1)
+    batch_size: int = ranged(500, 1)        # feature extraction batch
+
+
+@dataclass
+class ProbeConfig(FrozenFeaturesConfig):
+    """The linear probe (eval/probe.py): a logistic regression fit on frozen features."""
+    # A fit on fewer than 10 images measures nothing: the probe's floor is higher than kNN's.
+    train_size: int = ranged(FrozenFeaturesConfig.train_size, 10)
+    test_size: int = ranged(FrozenFeaturesConfig.test_size, 10)
     # The fit stops once the max-abs of the loss's gradient (mean cross-entropy + 0.5 l2 |W|^2 of
     # standardised features) falls below `tolerance`; `max_iter` only caps it, and a fit that hits
     # the cap unconverged warns. 1000 is generous: the slowest features seen so far took about 900.
     max_iter: int = ranged(1000, 1)         # L-BFGS iteration cap
     tolerance: float = ranged(1e-6, 0.0, low_open=True)
     l2: float = ranged(1e-4, 0.0)
-    batch_size: int = ranged(500, 1)        # feature extraction batch
 
 
 @dataclass
-class KNNConfig:
+class KNNConfig(FrozenFeaturesConfig):
     """The weighted kNN monitor of frozen features (eval/knn.py), as the SSL libraries report it."""
-    every: int = ranged(0, 0)               # steps between kNN evaluations; 0: off
-    layers: list[str] = field(default_factory=list)  # empty: the method's default feature layer
-    train_size: int = ranged(10000, 1)      # labelled training images (the neighbours)
-    test_size: int = ranged(10000, 1)
     k: int = ranged(200, 1)
     temperature: float = ranged(0.1, 0.0, low_open=True)
-    batch_size: int = ranged(500, 1)        # feature extraction batch
 
 
 @dataclass
-class TasksEvalConfig:
-    """Each self-supervised task scored on held-out test images (rotation and jigsaw accuracy), with
-    the network in eval mode: what the training batches' figures estimate from a few images."""
-    every: int = ranged(0, 0)               # steps between evaluations; 0: off
-    test_size: int = ranged(1000, 1)
-    batch_size: int = ranged(250, 1)
-
-
-@dataclass
-class AccuracyEvalConfig:
-    """Test top-1 of a classifier method (the semi-supervised methods): its own predictions."""
+class HeldOutEvalConfig:
+    """A method's own predictions scored on held-out test images, with the network in eval mode:
+    its self-supervised tasks (eval.tasks: rotation and jigsaw accuracy, what the training batches'
+    figures estimate from a few images), or a classifier's test top-1 (eval.accuracy: the
+    semi-supervised methods). Each section sets its own sizes (EvalConfig)."""
     every: int = ranged(0, 0)               # steps between evaluations; 0: off
     test_size: int = ranged(10000, 1)
     batch_size: int = ranged(500, 1)
@@ -216,8 +215,8 @@ class EvalConfig:
     fid: FIDConfig = field(default_factory=FIDConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     knn: KNNConfig = field(default_factory=KNNConfig)
-    tasks: TasksEvalConfig = field(default_factory=TasksEvalConfig)
-    accuracy: AccuracyEvalConfig = field(default_factory=AccuracyEvalConfig)
+    tasks: HeldOutEvalConfig = field(default_factory=lambda: HeldOutEvalConfig(test_size=1000, batch_size=250))
+    accuracy: HeldOutEvalConfig = field(default_factory=HeldOutEvalConfig)
     past_fakes: PastFakesConfig = field(default_factory=PastFakesConfig)
 
 

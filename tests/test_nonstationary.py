@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ssgen.checkpoint import build_method, list_checkpoints, read_checkpoint
-from ssgen.config import AccuracyEvalConfig, load_config
+from ssgen.config import HeldOutEvalConfig, load_config
 from ssgen.data.base import ImageSet
 from ssgen.eval.accuracy import AccuracyEvaluator
 from ssgen.eval.metrics import read_metrics
@@ -104,7 +104,7 @@ def test_the_held_out_accuracy_scores_the_task_of_the_period_the_step_ended():
     labels = torch.arange(40) % 4
     test_set = ImageSet("digits", "test", 4, ["0", "1", "2", "3"], labels,
                         images=labels.to(torch.uint8)[:, None, None, None].expand(40, 3, 4, 4).contiguous())
-    evaluator = AccuracyEvaluator(AccuracyEvalConfig(every=10, test_size=40, batch_size=16), test_set, torch.device("cpu"), 0)
+    evaluator = AccuracyEvaluator(HeldOutEvalConfig(every=10, test_size=40, batch_size=16), test_set, torch.device("cpu"), 0)
     metrics, protocol = evaluator(Oracle(), 40)  # after step 40, the last of class 3's period
     assert metrics == {"accuracy/task_balanced": 1.0, "task/class": 3.0}
     # Scored on the next period's class 0, the same predictions are 1/3: no class-0 image found, and

@@ -335,12 +335,12 @@ def test_transformations_regress_parameters_that_are_zero_for_the_identity():
 
 def test_the_accuracy_evaluator_changes_no_weight_buffer_or_random_state(teacher_run):
     from ssgen.checkpoint import load_run
-    from ssgen.config import AccuracyEvalConfig
+    from ssgen.config import HeldOutEvalConfig
     from ssgen.data import build_dataset
     from ssgen.eval.accuracy import AccuracyEvaluator
     from ssgen.images import to_float
     run = load_run(teacher_run, torch.device("cpu"))
-    evaluator = AccuracyEvaluator(AccuracyEvalConfig(every=1, test_size=16, batch_size=5),
+    evaluator = AccuracyEvaluator(HeldOutEvalConfig(every=1, test_size=16, batch_size=5),
                                   build_dataset(run.cfg.data, "test"), torch.device("cpu"), seed=0)
     state = {k: v.clone() for k, v in run.method.state_dict().items()}
     rng = torch.get_rng_state()
