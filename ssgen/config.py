@@ -43,6 +43,13 @@ def ranged(default: Any, low: float | None = None, high: float | None = None, *,
     return field(default=default, metadata={"low": low, "high": high, "low_open": low_open})
 
 
+def same_as(section: type, name: str) -> Any:
+    """The field `name` of dataclass `section`, its default and checks, under another name
+    elsewhere (SS-GAN's beta is its rotation task's d_weight): stated once, in `section`."""
+    source = next(f for f in dataclasses.fields(section) if f.name == name)
+    return field(default=source.default, default_factory=source.default_factory, metadata=source.metadata)
+
+
 def named(registry: Registry, default: str) -> Any:
     """A string field that must name an entry of `registry` (optimizers, schedules ...)."""
     return field(default=default, metadata={"names": registry})
