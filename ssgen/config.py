@@ -108,7 +108,7 @@ class OptimConfig:
     """One optimizer and its learning-rate schedule (ssgen/optim.py)."""
     name: str = named(OPTIMIZERS, "adam")   # adam, adamw, sgd, lars
     lr: float = ranged(2e-4, 0.0, low_open=True)
-    betas: list[float] = field(default_factory=lambda: [0.0, 0.9])  # adam, adamw
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adam, adamw: Adam's own (a GAN's: 0.0, 0.9)
     momentum: float = ranged(0.9, 0.0, 1.0)      # sgd, lars
     nesterov: bool = False                       # sgd, lars
     weight_decay: float = ranged(0.0, 0.0)

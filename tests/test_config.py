@@ -107,3 +107,18 @@ def test_a_data_path_never_moves_a_dataset_that_reads_one(tmp_path):
 def test_a_path_beside_an_explicit_shapes_name_is_an_error_naming_both_keys(tmp_path, text, overrides):
     with pytest.raises(ConfigError, match=r"data.name=shapes .* reads no data.path \('/my/images'\).*data.name=folder"):
         load_config(write(tmp_path, text), overrides)
+
+
+def test_each_method_keeps_its_optimizer_betas():
+    """OptimConfig's default is Adam's own; the GANs set SNGAN's (0.0, 0.9) on both players."""
+    from ssgen.config import OptimConfig
+
+    assert OptimConfig().betas == [0.9, 0.999]
+    for name in ("gan", "ssgan"):
+        method = load_config(None, [f"method.name={name}"]).method
+        assert method.g_optim.betas == method.d_optim.betas == [0.0, 0.9], name
+    assert load_config(None, ["method.name=encoder"]).method.optim.betas == [0.9, 0.999]
+    assert load_config(None, ["method.name=supervised"]).method.optim.betas == [0.9, 0.999]
+    assert load_config(None, ["method.name=denoising"]).method.optim.betas == [0.5, 0.999]
+    # A section that sets other options keeps its method's betas, not OptimConfig's.
+    assert load_config(None, ["method.name=gan", "method.d_optim.lr=1e-3"]).method.d_optim.betas == [0.0, 0.9]

@@ -63,7 +63,7 @@ class ClassifierConfig(MethodConfig):
     label_schedule: LabelScheduleConfig = field(default_factory=LabelScheduleConfig)
     dropout: float = ranged(0.0, 0.0, 1.0)           # before the linear head, while training
     augment: str = "weak"                            # an ssgen.augment preset for training images, or none
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, betas=[0.9, 0.999]))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3))
 
 
 @dataclass
