@@ -16,7 +16,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -90,17 +90,23 @@ class DataConfig:
 
 @dataclass
 class NetConfig:
-    """Options every network takes; a network with more options registers a subclass."""
+    """Options every network takes; a network with more options registers a subclass (a
+    generator's latent: GeneratorConfig, nets/base.py)."""
     name: str = "resnet"           # registry name (generator / discriminator / encoder / decoder)
     width: int = ranged(128, 1)    # channels of the residual/conv blocks
-    z_dim: int = ranged(128, 1)    # generator latent size
-    sbn: bool = False              # self-modulated batch norm in G (SS-GAN paper's best model)
     spectral_norm: bool = True     # spectral norm in D / encoders that use it
+    # Keys that every network section held in configs saved before GeneratorConfig, though only a
+    # generator read them: a saved run's config (config_from_dict) drops them where a network has
+    # no such option, so that today's run directories resume with the meaning they had.
+    retired_keys: ClassVar[tuple[str, ...]] = ("z_dim", "sbn")
 
 
 def net(registry: Registry = ENCODERS, **defaults) -> Any:
-    """A network section chosen by name from `registry`, with these defaults."""
-    return by_name(registry, lambda: NetConfig(**defaults))
+    """A network section chosen by name from `registry`, with these defaults, in the options class
+    of the entry it names by default (a generator's GeneratorConfig)."""
+    def default() -> NetConfig:
+        return registry.config_class(defaults.get("name", NetConfig.name), default=NetConfig)(**defaults)
+    return by_name(registry, default)
 
 
 @dataclass
@@ -238,22 +244,23 @@ class Config:
 
 
 # ---------------------------------------------------------------- parsing
-def _convert(value: Any, tp: Any, key: str, registry: Registry | None = None, base: Any = None) -> Any:
+def _convert(value: Any, tp: Any, key: str, registry: Registry | None = None, base: Any = None,
+             saved: bool = False) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
-        return _convert(value, args[0], key, registry, base)
+        return _convert(value, args[0], key, registry, base, saved)
     if dataclasses.is_dataclass(tp):
         if registry is not None:
             tp = _chosen_class(registry, value, base, tp, key)
-        return from_dict(tp, value, key, base if type(base) is tp else None)
+        return from_dict(tp, value, key, base if type(base) is tp else None, saved)
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
         (item,) = typing.get_args(tp)[:1] or (Any,)
-        return [_convert(v, item, f"{key}[{i}]", registry) for i, v in enumerate(value)]
+        return [_convert(v, item, f"{key}[{i}]", registry, saved=saved) for i, v in enumerate(value)]
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -308,10 +315,10 @@ def _default(f: dataclasses.Field) -> Any:
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
-def from_dict(cls: type, raw: Any, prefix: str = "", base: Any = None) -> Any:
+def from_dict(cls: type, raw: Any, prefix: str = "", base: Any = None, saved: bool = False) -> Any:
     """Build dataclass `cls` from a plain dict, checking keys, types and ranges. Keys the dict
     leaves out keep the values of `base` (a section's default, e.g. G's width 256), else the
-    class defaults."""
+    class defaults. `saved`: the dict is a run's saved config, whose retired keys are dropped."""
     where = prefix or "config"
     if raw is None:
         raw = {}
@@ -319,6 +326,8 @@ def from_dict(cls: type, raw: Any, prefix: str = "", base: Any = None) -> Any:
         raise ConfigError(f"{where}: expected a mapping of keys, got {raw!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    if saved:
+        raw = {k: v for k, v in raw.items() if k in fields or k not in getattr(cls, "retired_keys", ())}
     unknown = [k for k in raw if k not in fields]
     if unknown:
         raise ConfigError(
@@ -333,12 +342,12 @@ def from_dict(cls: type, raw: Any, prefix: str = "", base: Any = None) -> Any:
             value = raw[name]
             if isinstance(value, bool) and "aliases" in f.metadata:
                 value = f.metadata["aliases"][value]
-            value = _convert(value, hints[name], key, registry, default)
+            value = _convert(value, hints[name], key, registry, default, saved)
             _check_range(value, f.metadata, key)
         elif registry is not None and dataclasses.is_dataclass(hints[name]):
             # An absent section is its default entry's, built with that entry's own options
             # (the default method's, not the bare base class, which lacks every option a method reads).
-            value = _convert({}, hints[name], key, registry, default)
+            value = _convert({}, hints[name], key, registry, default, saved)
         else:
             value = default
         kwargs[name] = value
@@ -461,4 +470,4 @@ def with_absolute_paths(cfg: Config) -> Config:
 
 def config_from_dict(raw: dict) -> Config:
     """Rebuild a Config from its saved dict (as written into a run directory or checkpoint)."""
-    return from_dict(Config, raw)
+    return from_dict(Config, raw, saved=True)
