@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssgen.augment import Augmenter, view_configs
+from ssgen.augment import NO_AUGMENTATION, Augmenter, view_configs
 from ssgen.checkpoint import FINETUNED_FORMAT as FORMAT, atomic_save, build_method, read_checkpoint_file
 from ssgen.config import Config, OptimConfig, ProbeConfig, config_from_dict, to_dict
 from ssgen.console import ProgressReport
@@ -37,8 +37,6 @@ from ssgen.eval.probe import (LinearClassifier, ProbeData, classifier_descriptio
 from ssgen.images import to_float
 from ssgen.methods.base import Method
 from ssgen.optim import build_scaled_optimizer, set_learning_rates
-
-NO_AUGMENTATION = "none"
 
 
 @dataclass

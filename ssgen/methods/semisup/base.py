@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssgen.augment import PRESETS, Augmenter, view_configs
+from ssgen.augment import NO_AUGMENTATION, PRESETS, Augmenter, view_configs
 from ssgen.config import MethodConfig, NetConfig, OptimConfig, choice, net, ranged
 from ssgen.errors import ConfigError, DataError
 from ssgen.losses.classification import cross_entropy_with_accuracy
@@ -40,7 +40,6 @@ from ssgen.registry import ENCODERS
 from ssgen.step import Batch, DataInfo, Progress, as_batch, join_batches
 from ssgen.tasks.base import augmented_views, encode_together
 
-NO_AUGMENTATION = "none"
 ONE_VS_ALL = "one_vs_all"
 # The methods whose labels reach the loss through `supervised_loss` alone, as the schedule needs.
 SCHEDULED_METHODS = ("supervised", "s4l")
