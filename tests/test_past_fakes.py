@@ -78,7 +78,7 @@ def test_metrics_have_the_expected_ages(tmp_path):
     # Archives at 0, 2, 4 (keep 2); the last step, 5, is scored but not archived.
     assert found == {0: [0], 2: [0, 2], 4: [0, 2], 5: [0, 1, 3]}
     values = [v for _, metrics in past_fakes_records(run) for k, v in metrics.items() if "rejected" in k]
-    assert all(0.0 <= v <= 1.0 for v in values)
+    assert values and all(0 <= v <= 1 and abs(v * 6 - round(v * 6)) < 1e-6 for v in values)  # k of the 6 fakes
 
 
 def test_monitor_changes_no_weight_or_loss(tmp_path):

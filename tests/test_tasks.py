@@ -115,10 +115,14 @@ def test_each_task_trains_on_a_gans_discriminator_probes_and_resumes(task, tmp_p
     assert {f"loss/d_{task.split('-')[0]}", "loss/d_gan", "loss/g"} <= keys
 
 
-def test_rotnet_has_no_generator():
+def test_rotnet_is_the_encoder_method_with_rotation_and_has_no_generator():
     rotnet = build_method(load_config(ROTNET, ["method.encoder.width=8"]), "cpu")
     assert not any(isinstance(m, Generator) for m in rotnet.modules())  # no G, no G optimizer
     assert set(rotnet.optimizers()) == {"encoder"}
+    before = [p.clone() for p in rotnet.encoder.parameters()]
+    logs = rotnet.train_step(lambda: torch.randn(8, 3, 32, 32))
+    assert set(logs) == {"loss/rotation", "rotation/acc_real", "loss/total"}
+    assert not any(torch.equal(a, b) for a, b in zip(before, rotnet.encoder.parameters()))
 
 
 def test_ibot_needs_patch_tokens():
