@@ -57,6 +57,7 @@ def test_round_trip_through_dict():
     assert to_dict(again) == to_dict(cfg) and isinstance(again, Config)
 
 
+@pytest.mark.e2e
 def test_every_shipped_config_loads_passes_its_checks_and_builds(tmp_path):
     from ssgen.checkpoint import build_method
     from ssgen.registry import METHODS

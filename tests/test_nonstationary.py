@@ -16,7 +16,7 @@ from ssgen.eval.accuracy import AccuracyEvaluator
 from ssgen.eval.metrics import read_metrics
 from ssgen.methods.semisup.base import LabelScheduleConfig, OneVsAll, balanced_accuracy
 from ssgen.step import Batch, Progress
-from small_runs import CONFIGS
+from small_runs import CONFIGS, set_options
 
 PLAIN, ROTATION = CONFIGS / "nonstationary_plain_shapes.yaml", CONFIGS / "nonstationary_rotation_shapes.yaml"
 # Tasks of 2 steps, a width-8 trunk, few images, one thread, bitwise-deterministic.
@@ -127,10 +127,11 @@ def scored(run):
 
 
 @pytest.mark.parametrize("config", [PLAIN, ROTATION], ids=["plain", "rotation"])
+@pytest.mark.e2e
 def test_a_resumed_run_trains_and_scores_the_same_tasks_as_an_unbroken_one(config, ssgen, tmp_path):
     run = tmp_path / "run"
     sets = [f"run_dir={run}", *TINY, "trainer.steps=8", "trainer.checkpoint_every=3"]
-    code, out, err = ssgen("train", "--config", config, "--no-progress", *[a for s in sets for a in ("--set", s)])
+    code, out, err = ssgen("train", "--config", config, "--no-progress", *set_options(sets))
     assert code == 0, out + err
     order = OneVsAll(LabelScheduleConfig(kind="one_vs_all", every=2), 10)
     assert trained(run) == {step: order.positive_at(step) for step in range(1, 9)}
@@ -168,13 +169,15 @@ def test_the_probe_classifies_all_ten_classes_while_the_head_is_two_way(tmp_path
     (["method.name=pseudo_label"], r"method.label_schedule.kind=one_vs_all is for method.name supervised or s4l, "
                                    r"not pseudo_label"),
 ])
+@pytest.mark.e2e
 def test_bad_schedules_are_clear_errors(overrides, words, ssgen, tmp_path):
     sets = [f"run_dir={tmp_path / 'run'}", *TINY, *overrides]
-    code, out, err = ssgen("train", "--config", PLAIN, "--no-progress", *[a for s in sets for a in ("--set", s)])
+    code, out, err = ssgen("train", "--config", PLAIN, "--no-progress", *set_options(sets))
     assert code != 0 and re.search(words, err), err
     assert not list_checkpoints(tmp_path / "run")
 
 
+@pytest.mark.e2e
 def test_the_report_draws_the_task_curve_and_tabulates_each_task_cycle_by_cycle(tmp_path):
     from ssgen.eval.report import write_report
     from ssgen.train.trainer import train

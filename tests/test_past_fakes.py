@@ -2,9 +2,9 @@
 tools/past_fakes_from_checkpoints.py, on tiny shapes runs."""
 
 import importlib.util
-import shutil
 from pathlib import Path
 
+import pytest
 import torch
 
 from ssgen.checkpoint import build_method, list_checkpoints, read_checkpoint
@@ -13,9 +13,8 @@ from ssgen.eval import build_evaluators
 from ssgen.eval.metrics import read_metrics
 from ssgen.eval.past_fakes import PastFakesEvaluator
 from ssgen.eval.report import write_report
-from ssgen.train.trainer import train
 
-from small_runs import QUICK, ROTNET, TINY
+from small_runs import QUICK, ROTNET, TINY, quiet_train
 
 # SS-GAN with an EMA G (the monitor must use the trained G), a tiny archive, one thread.
 MONITOR = ["eval.past_fakes.every=2", "eval.past_fakes.num_images=6", "eval.past_fakes.batch_size=4",
@@ -25,10 +24,6 @@ TOOL = Path(__file__).resolve().parents[1] / "tools" / "past_fakes_from_checkpoi
 
 def tiny_config(run_dir, *overrides):
     return load_config(QUICK, [f"run_dir={run_dir}", *TINY, *MONITOR, *overrides])
-
-
-def quiet_train(cfg, **kwargs):
-    return train(cfg, progress=False, log=lambda m: None, **kwargs)
 
 
 def past_fakes_records(run_dir):
@@ -72,6 +67,7 @@ def test_monitor_only_for_a_discriminator(tmp_path):
     assert any("eval.past_fakes" in note for note in notes)
 
 
+@pytest.mark.e2e
 def test_metrics_have_the_expected_ages(tmp_path):
     run = quiet_train(tiny_config(tmp_path / "run", "trainer.steps=5", "eval.past_fakes.keep=2"))
     found = {step: ages(metrics) for step, metrics in past_fakes_records(run)}
@@ -81,6 +77,7 @@ def test_metrics_have_the_expected_ages(tmp_path):
     assert values and all(0 <= v <= 1 and abs(v * 6 - round(v * 6)) < 1e-6 for v in values)  # k of the 6 fakes
 
 
+@pytest.mark.e2e
 def test_monitor_changes_no_weight_or_loss(tmp_path):
     runs = {every: quiet_train(tiny_config(tmp_path / f"run{every}", "trainer.steps=4", "trainer.log_every=1",
                                            f"eval.past_fakes.every={every}"))
@@ -96,6 +93,7 @@ def test_monitor_changes_no_weight_or_loss(tmp_path):
     assert losses(runs[0]) == losses(runs[2]) and len(losses(runs[0])) == 4
 
 
+@pytest.mark.e2e
 def test_archive_is_bit_identical_through_a_resume(tmp_path):
     cfg = tiny_config(tmp_path / "run", "trainer.steps=4", "trainer.checkpoint_every=2", "trainer.keep_checkpoints=5")
     run = quiet_train(cfg)
@@ -118,6 +116,7 @@ def load_tool():
     return tool
 
 
+@pytest.mark.e2e
 def test_tool_matches_the_monitor_and_replaces_its_own_records(tmp_path):
     # The monitor at every checkpoint: the tool's figures at those steps must be the monitor's own.
     cfg = tiny_config(tmp_path / "run", "trainer.steps=4", "trainer.checkpoint_every=2", "trainer.keep_checkpoints=5")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ssgen.checkpoint import build_method, list_checkpoints, read_checkpoint
-from ssgen.config import NetConfig, load_config
+from ssgen.config import load_config
 from ssgen.errors import ConfigError
 from ssgen.eval.metrics import read_metrics
 from ssgen.nets.base import DiscriminatorConfig, Generator
@@ -100,6 +100,7 @@ ON_AN_ENCODER = {"ibot": ["method.encoder.name=vit", "method.encoder.width=16", 
 
 
 @pytest.mark.parametrize("task", sorted(SMALL_TASK))
+@pytest.mark.e2e
 def test_each_task_trains_an_encoder_alone_probes_and_resumes(task, tmp_path):
     encoder = ON_AN_ENCODER.get(task, ["method.encoder.width=8"])
     keys = trains_probes_and_resumes_exactly(ROTNET, [*encoder, f"method.tasks=[{SMALL_TASK[task]}]"],
@@ -108,6 +109,7 @@ def test_each_task_trains_an_encoder_alone_probes_and_resumes(task, tmp_path):
 
 
 @pytest.mark.parametrize("task", sorted(set(SMALL_TASK) - set(ON_AN_ENCODER)))
+@pytest.mark.e2e
 def test_each_task_trains_on_a_gans_discriminator_probes_and_resumes(task, tmp_path):
     keys = trains_probes_and_resumes_exactly(None, ["method.name=gan", *TINY_GAN, "method.n_dis=1",
                                                    f"method.tasks=[{SMALL_TASK[task]}]"],
