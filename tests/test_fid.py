@@ -146,7 +146,8 @@ def test_offline_inception_names_every_way_forward(offline, tmp_path):
     with pytest.raises(InceptionWeightsMissing) as err:
         resolve_extractor("inception-v3-compat")
     message = str(err.value)
-    assert str(tmp_path / "hub" / "checkpoints" / "weights-inception-2015-12-05-6726825d.pth") in message  # where torch-fidelity looks
+    # where torch-fidelity looks
+    assert str(tmp_path / "hub" / "checkpoints" / "weights-inception-2015-12-05-6726825d.pth") in message
     assert "eval.fid.extractor=shapes" in message and "TorchScript" in message and "not comparable with FID" in message
 
 

@@ -183,7 +183,8 @@ def shapes_as_folder(root, per_class: int, flat: bool = False):
     from ssgen.config import load_config
     from ssgen.data import build_dataset
 
-    images, labels = build_dataset(load_config(None, [f"data.train_size={10 * per_class}"]).data, "train").get(slice(None))
+    data = load_config(None, [f"data.train_size={10 * per_class}"]).data
+    images, labels = build_dataset(data, "train").get(slice(None))
     for i, (image, label) in enumerate(zip(images, labels)):
         path = root / (f"{i}.png" if flat else f"class{int(label)}/{i}.png")
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -44,7 +44,7 @@ def test_archive_is_fixed_and_scoring_changes_no_state_or_rng_stream(tmp_path):
     metrics, _ = monitor(method, 0)
     assert ages(metrics) == ages(metrics, "logit") == [0]
     after = method.state_dict()  # G's batch-norm statistics, D's spectral-norm u vectors included
-    assert all(torch.equal(before[k], after[k]) for k in before), [k for k in before if not torch.equal(before[k], after[k])]
+    assert [k for k in before if not torch.equal(before[k], after[k])] == []
     assert torch.equal(rng, torch.get_rng_state())
     first = monitor.archives[0].clone()
     assert first.dtype == torch.uint8 and first.shape == (6, 3, 32, 32)

@@ -192,10 +192,12 @@ class Classifier(Method):
         if method.label_schedule.kind == ONE_VS_ALL:
             if method.name not in SCHEDULED_METHODS:
                 raise ConfigError(f"method.label_schedule.kind={ONE_VS_ALL} is for method.name "
-                                  f"{' or '.join(SCHEDULED_METHODS)}, not {method.name} (whose other terms read the labels)")
+                                  f"{' or '.join(SCHEDULED_METHODS)}, not {method.name} "
+                                  "(whose other terms read the labels)")
             if method.classes < 3:
                 raise ConfigError(f"method.label_schedule.kind={ONE_VS_ALL} with method.classes={method.classes}: "
-                                  "expected the data's number of classes, at least 3 (the head is made 2-way by itself)")
+                                  "expected the data's number of classes, at least 3 "
+                                  "(the head is made 2-way by itself)")
 
     # ---------------------------------------------------------------- what the evaluators use
     @property
@@ -262,7 +264,8 @@ class Classifier(Method):
     def check_labels(self, batch: Batch) -> None:
         labels = batch.labels
         if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= self.cfg.classes):
-            raise DataError(f"a labelled batch holds label {int(labels.min()) if labels.min() < 0 else int(labels.max())}; "
+            bad = int(labels.min()) if labels.min() < 0 else int(labels.max())
+            raise DataError(f"a labelled batch holds label {bad}; "
                             f"expected class labels 0..{self.cfg.classes - 1} (method.classes={self.cfg.classes}): "
                             "set method.classes to the data's number of classes, or give the images class labels")
         self.labels_checked = True
