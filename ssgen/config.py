@@ -16,7 +16,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -41,6 +41,13 @@ def ranged(default: Any, low: float | None = None, high: float | None = None, *,
            low_open: bool = False) -> Any:
     """A number field checked against [low, high] ((low, high] when low_open)."""
     return field(default=default, metadata={"low": low, "high": high, "low_open": low_open})
+
+
+def same_as(section: type, name: str) -> Any:
+    """The field `name` of dataclass `section`, its default and checks, under another name
+    elsewhere (SS-GAN's beta is its rotation task's d_weight): stated once, in `section`."""
+    source = next(f for f in dataclasses.fields(section) if f.name == name)
+    return field(default=source.default, default_factory=source.default_factory, metadata=source.metadata)
 
 
 def named(registry: Registry, default: str) -> Any:
@@ -83,17 +90,23 @@ class DataConfig:
 
 @dataclass
 class NetConfig:
-    """Options every network takes; a network with more options registers a subclass."""
+    """Options every network takes; a network with more options registers a subclass (a
+    generator's latent: GeneratorConfig, nets/base.py)."""
     name: str = "resnet"           # registry name (generator / discriminator / encoder / decoder)
     width: int = ranged(128, 1)    # channels of the residual/conv blocks
-    z_dim: int = ranged(128, 1)    # generator latent size
-    sbn: bool = False              # self-modulated batch norm in G (SS-GAN paper's best model)
     spectral_norm: bool = True     # spectral norm in D / encoders that use it
+    # Keys that every network section held in configs saved before GeneratorConfig, though only a
+    # generator read them: a saved run's config (config_from_dict) drops them where a network has
+    # no such option, so that today's run directories resume with the meaning they had.
+    retired_keys: ClassVar[tuple[str, ...]] = ("z_dim", "sbn")
 
 
 def net(registry: Registry = ENCODERS, **defaults) -> Any:
-    """A network section chosen by name from `registry`, with these defaults."""
-    return by_name(registry, lambda: NetConfig(**defaults))
+    """A network section chosen by name from `registry`, with these defaults, in the options class
+    of the entry it names by default (a generator's GeneratorConfig)."""
+    def default() -> NetConfig:
+        return registry.config_class(defaults.get("name", NetConfig.name), default=NetConfig)(**defaults)
+    return by_name(registry, default)
 
 
 @dataclass
@@ -101,7 +114,7 @@ class OptimConfig:
     """One optimizer and its learning-rate schedule (ssgen/optim.py)."""
     name: str = named(OPTIMIZERS, "adam")   # adam, adamw, sgd, lars
     lr: float = ranged(2e-4, 0.0, low_open=True)
-    betas: list[float] = field(default_factory=lambda: [0.0, 0.9])  # adam, adamw
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adam, adamw: Adam's own (a GAN's: 0.0, 0.9)
     momentum: float = ranged(0.9, 0.0, 1.0)      # sgd, lars
     nesterov: bool = False                       # sgd, lars
     weight_decay: float = ranged(0.0, 0.0)
@@ -158,44 +171,43 @@ class FIDConfig:
 
 
 @dataclass
-class ProbeConfig:
-    every: int = ranged(0, 0)               # steps between probes; 0: off
+class FrozenFeaturesConfig:
+    """What the two monitors of frozen features, the linear probe and kNN, both read: which layers,
+    on how many labelled images, how often. One evaluator serves both (eval/__init__.py)."""
+    every: int = ranged(0, 0)               # steps between evaluations; 0: off
     layers: list[str] = field(default_factory=list)  # empty: the method's default feature layer
-    train_size: int = ranged(10000, 10)     # labelled training images the classifier is fit on
-    test_size: int = ranged(10000, 10)
+    train_size: int = ranged(10000, 1)      # labelled training images (the probe's fit, kNN's neighbours)
+    test_size: int = ranged(10000, 1)
+    batch_size: int = ranged(500, 1)        # feature extraction batch
+
+
+@dataclass
+class ProbeConfig(FrozenFeaturesConfig):
+    """The linear probe (eval/probe.py): a logistic regression fit on frozen features."""
+    # A fit on fewer than 10 images measures nothing: the probe's floor is higher than kNN's.
+    train_size: int = ranged(FrozenFeaturesConfig.train_size, 10)
+    test_size: int = ranged(FrozenFeaturesConfig.test_size, 10)
     # The fit stops once the max-abs of the loss's gradient (mean cross-entropy + 0.5 l2 |W|^2 of
     # standardised features) falls below `tolerance`; `max_iter` only caps it, and a fit that hits
     # the cap unconverged warns. 1000 is generous: the slowest features seen so far took about 900.
     max_iter: int = ranged(1000, 1)         # L-BFGS iteration cap
     tolerance: float = ranged(1e-6, 0.0, low_open=True)
     l2: float = ranged(1e-4, 0.0)
-    batch_size: int = ranged(500, 1)        # feature extraction batch
 
 
 @dataclass
-class KNNConfig:
+class KNNConfig(FrozenFeaturesConfig):
     """The weighted kNN monitor of frozen features (eval/knn.py), as the SSL libraries report it."""
-    every: int = ranged(0, 0)               # steps between kNN evaluations; 0: off
-    layers: list[str] = field(default_factory=list)  # empty: the method's default feature layer
-    train_size: int = ranged(10000, 1)      # labelled training images (the neighbours)
-    test_size: int = ranged(10000, 1)
     k: int = ranged(200, 1)
     temperature: float = ranged(0.1, 0.0, low_open=True)
-    batch_size: int = ranged(500, 1)        # feature extraction batch
 
 
 @dataclass
-class TasksEvalConfig:
-    """Each self-supervised task scored on held-out test images (rotation and jigsaw accuracy), with
-    the network in eval mode: what the training batches' figures estimate from a few images."""
-    every: int = ranged(0, 0)               # steps between evaluations; 0: off
-    test_size: int = ranged(1000, 1)
-    batch_size: int = ranged(250, 1)
-
-
-@dataclass
-class AccuracyEvalConfig:
-    """Test top-1 of a classifier method (the semi-supervised methods): its own predictions."""
+class HeldOutEvalConfig:
+    """A method's own predictions scored on held-out test images, with the network in eval mode:
+    its self-supervised tasks (eval.tasks: rotation and jigsaw accuracy, what the training batches'
+    figures estimate from a few images), or a classifier's test top-1 (eval.accuracy: the
+    semi-supervised methods). Each section sets its own sizes (EvalConfig)."""
     every: int = ranged(0, 0)               # steps between evaluations; 0: off
     test_size: int = ranged(10000, 1)
     batch_size: int = ranged(500, 1)
@@ -216,8 +228,8 @@ class EvalConfig:
     fid: FIDConfig = field(default_factory=FIDConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     knn: KNNConfig = field(default_factory=KNNConfig)
-    tasks: TasksEvalConfig = field(default_factory=TasksEvalConfig)
-    accuracy: AccuracyEvalConfig = field(default_factory=AccuracyEvalConfig)
+    tasks: HeldOutEvalConfig = field(default_factory=lambda: HeldOutEvalConfig(test_size=1000, batch_size=250))
+    accuracy: HeldOutEvalConfig = field(default_factory=HeldOutEvalConfig)
     past_fakes: PastFakesConfig = field(default_factory=PastFakesConfig)
 
 
@@ -232,22 +244,23 @@ class Config:
 
 
 # ---------------------------------------------------------------- parsing
-def _convert(value: Any, tp: Any, key: str, registry: Registry | None = None, base: Any = None) -> Any:
+def _convert(value: Any, tp: Any, key: str, registry: Registry | None = None, base: Any = None,
+             saved: bool = False) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
-        return _convert(value, args[0], key, registry, base)
+        return _convert(value, args[0], key, registry, base, saved)
     if dataclasses.is_dataclass(tp):
         if registry is not None:
             tp = _chosen_class(registry, value, base, tp, key)
-        return from_dict(tp, value, key, base if type(base) is tp else None)
+        return from_dict(tp, value, key, base if type(base) is tp else None, saved)
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
         (item,) = typing.get_args(tp)[:1] or (Any,)
-        return [_convert(v, item, f"{key}[{i}]", registry) for i, v in enumerate(value)]
+        return [_convert(v, item, f"{key}[{i}]", registry, saved=saved) for i, v in enumerate(value)]
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -302,10 +315,10 @@ def _default(f: dataclasses.Field) -> Any:
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
-def from_dict(cls: type, raw: Any, prefix: str = "", base: Any = None) -> Any:
+def from_dict(cls: type, raw: Any, prefix: str = "", base: Any = None, saved: bool = False) -> Any:
     """Build dataclass `cls` from a plain dict, checking keys, types and ranges. Keys the dict
     leaves out keep the values of `base` (a section's default, e.g. G's width 256), else the
-    class defaults."""
+    class defaults. `saved`: the dict is a run's saved config, whose retired keys are dropped."""
     where = prefix or "config"
     if raw is None:
         raw = {}
@@ -313,6 +326,8 @@ def from_dict(cls: type, raw: Any, prefix: str = "", base: Any = None) -> Any:
         raise ConfigError(f"{where}: expected a mapping of keys, got {raw!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    if saved:
+        raw = {k: v for k, v in raw.items() if k in fields or k not in getattr(cls, "retired_keys", ())}
     unknown = [k for k in raw if k not in fields]
     if unknown:
         raise ConfigError(
@@ -327,12 +342,12 @@ def from_dict(cls: type, raw: Any, prefix: str = "", base: Any = None) -> Any:
             value = raw[name]
             if isinstance(value, bool) and "aliases" in f.metadata:
                 value = f.metadata["aliases"][value]
-            value = _convert(value, hints[name], key, registry, default)
+            value = _convert(value, hints[name], key, registry, default, saved)
             _check_range(value, f.metadata, key)
         elif registry is not None and dataclasses.is_dataclass(hints[name]):
             # An absent section is its default entry's, built with that entry's own options
             # (the default method's, not the bare base class, which lacks every option a method reads).
-            value = _convert({}, hints[name], key, registry, default)
+            value = _convert({}, hints[name], key, registry, default, saved)
         else:
             value = default
         kwargs[name] = value
@@ -455,4 +470,4 @@ def with_absolute_paths(cfg: Config) -> Config:
 
 def config_from_dict(raw: dict) -> Config:
     """Rebuild a Config from its saved dict (as written into a run directory or checkpoint)."""
-    return from_dict(Config, raw)
+    return from_dict(Config, raw, saved=True)

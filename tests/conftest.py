@@ -50,6 +50,15 @@ def ssgen(monkeypatch, capsys):
     return run
 
 
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    """SSGEN_CACHE (FD statistics, jigsaw permutation sets) in this test's own directory: nothing
+    cached by another test, or by the user, is read. Returns that directory."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SSGEN_CACHE", str(cache))
+    return cache
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny convolutions on a shared CPU: a second thread costs more in contention than it gains.

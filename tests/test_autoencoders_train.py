@@ -25,6 +25,7 @@ def test_config_loads_and_builds(name, dataset, tmp_path):
 
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.e2e
 def test_shapes_config_trains_end_to_end(name, tmp_path):
     pytest.importorskip("ssgen.train.trainer", reason="the trainer's data module has not landed",
                         exc_type=ImportError)

@@ -23,32 +23,21 @@ from ssgen.config import load_config, to_dict
 from ssgen.data import build_dataset
 from ssgen.errors import ConfigError, DataError
 from ssgen.checkpoint import list_checkpoints, read_checkpoint
-from ssgen.train.trainer import train
 
-from small_runs import QUICK, TINY
+from small_runs import QUICK, TINY, assert_error_line, last_checkpoint, quiet_train, set_options
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A one-step SS-GAN run (width 8) to sample, probe and resume from."""
     path = tmp_path_factory.mktemp("trained") / "run"
-    train(load_config(QUICK, [f"run_dir={path}", *TINY, "trainer.steps=1"]), progress=False, log=lambda m: None)
+    quiet_train(load_config(QUICK, [f"run_dir={path}", *TINY, "trainer.steps=1"]))
     return path
-
-
-def assert_one_error_line(code, err, *fragments):
-    """Exit status 2 and one `error: ...` line holding every fragment, the last on stderr; before
-    it only the run's own log (what data it was loading when the error came), no traceback."""
-    assert code == 2, err
-    *before, last = err.splitlines()
-    assert last.startswith("error: ") and all(line.startswith("data: ") for line in before), err
-    for fragment in fragments:
-        assert fragment in last, (fragment, last)
 
 
 def train_args(tmp_path, *overrides):
     sets = [f"run_dir={tmp_path / 'run'}", *TINY, "trainer.steps=1", *overrides]
-    return ["train", "--config", QUICK, "--no-progress", *sum((["--set", s] for s in sets), [])]
+    return ["train", "--config", QUICK, "--no-progress", *set_options(sets)]
 
 
 def png_bytes(mode="RGB", size=(12, 10), colour=(255, 0, 0), fmt="PNG") -> bytes:
@@ -65,20 +54,23 @@ def image_folder(root: Path, files: dict[str, bytes]) -> Path:
 
 
 # ---------------------------------------------------------------- data paths and folders
+@pytest.mark.e2e
 def test_nonexistent_data_path(ssgen, tmp_path, monkeypatch, capsys):
     missing = tmp_path / "no" / "such" / "images"
     code, _, err = ssgen(*train_args(tmp_path, "data.name=folder", f"data.path={missing}"))
-    assert_one_error_line(code, err, f"data.path '{missing}' does not exist")
+    assert_error_line(code, err, f"data.path '{missing}' does not exist")
 
 
+@pytest.mark.e2e
 def test_empty_folder(ssgen, tmp_path, monkeypatch, capsys):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("no images here")
     code, _, err = ssgen(*train_args(tmp_path, "data.name=folder",
                                                           f"data.path={tmp_path / 'empty'}"))
-    assert_one_error_line(code, err, f"'{tmp_path / 'empty'}' holds no images")
+    assert_error_line(code, err, f"'{tmp_path / 'empty'}' holds no images")
 
 
+@pytest.mark.e2e
 def test_folder_without_class_subfolders_trains_with_the_probe_off_and_ssgen_probe_refuses(ssgen, tmp_path,
                                                                                           monkeypatch, capsys):
     flat = tmp_path / "flat"
@@ -89,17 +81,18 @@ def test_folder_without_class_subfolders_trains_with_the_probe_off_and_ssgen_pro
     assert err.count("probe off:") == 1 and "no class subfolders, so there are no labels to classify with" in err
     # The run trained on unlabelled images; a probe asked for by name cannot run, and says why.
     code, _, err = ssgen("probe", tmp_path / "run", "--train-size", 10, "--test-size", 10)
-    assert_one_error_line(code, err, "has no class labels", "one subfolder per class")
+    assert_error_line(code, err, "has no class labels", "one subfolder per class")
 
 
 @pytest.mark.parametrize("damage", ["corrupt", "truncated", "zero-byte"])
+@pytest.mark.e2e
 def test_unusable_image_is_named(ssgen, tmp_path, monkeypatch, capsys, damage):
     good = png_bytes(size=(64, 64), colour=(10, 200, 30))
     bad = {"corrupt": b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "truncated": good[: len(good) // 2],
            "zero-byte": b""}[damage]
     folder = image_folder(tmp_path / "images", {**{f"cat/{i}.png": good for i in range(9)}, "dog/bad.png": bad})
     code, _, err = ssgen(*train_args(tmp_path, "data.name=folder", f"data.path={folder}"))
-    assert_one_error_line(code, err, "'dog/bad.png'", str(folder))
+    assert_error_line(code, err, "'dog/bad.png'", str(folder))
 
 
 # ---------------------------------------------------------------- converted, not refused
@@ -144,6 +137,7 @@ def test_odd_sizes_are_resized(tmp_path, size):
 
 # ---------------------------------------------------------------- archives, files in disguise
 @pytest.mark.parametrize("member", ["../evil.png", "/etc/evil.png", "cat/../../evil.png", "C:/evil.png"])
+@pytest.mark.e2e
 def test_zip_members_escaping_the_archive_are_refused(ssgen, tmp_path, monkeypatch, capsys, member):
     archive = tmp_path / "train.zip"
     with zipfile.ZipFile(archive, "w") as zf:
@@ -151,9 +145,10 @@ def test_zip_members_escaping_the_archive_are_refused(ssgen, tmp_path, monkeypat
             zf.writestr(f"cat/{i}.png", png_bytes())
         zf.writestr(zipfile.ZipInfo(member), png_bytes())  # ZipInfo keeps the name as given
     code, _, err = ssgen(*train_args(tmp_path, "data.name=folder", f"data.path={archive}"))
-    assert_one_error_line(code, err, f"member {member!r} points outside the archive; refused")
+    assert_error_line(code, err, f"member {member!r} points outside the archive; refused")
 
 
+@pytest.mark.e2e
 def test_an_image_name_does_not_choose_the_decoder(tmp_path, monkeypatch):
     """PIL picks a decoder from a file's content; EPS would hand the data to Ghostscript. Only the
     formats ssgen lists are ever tried, so an EPS file named .png is refused, unopened."""
@@ -177,36 +172,39 @@ def test_an_image_name_does_not_choose_the_decoder(tmp_path, monkeypatch):
     ("trainer.steps=0", "trainer.steps: 0 is out of range; expected >= 1"),
     ("method.name=[1]", "method.name: expected a string, got [1]"),
 ])
+@pytest.mark.e2e
 def test_config_values_out_of_range(ssgen, tmp_path, monkeypatch, capsys, override, message):
     code, _, err = ssgen(*train_args(tmp_path, override))
-    assert_one_error_line(code, err, message)
+    assert_error_line(code, err, message)
     assert not (tmp_path / "run").exists()  # refused before anything is made
 
 
+@pytest.mark.e2e
 def test_yaml_in_a_config_cannot_run_code(ssgen, tmp_path, monkeypatch, capsys):
     marker = tmp_path / "code-ran"
     config = tmp_path / "evil.yaml"
     config.write_text(f"seed: !!python/object/apply:os.system ['touch {marker}']\n")
     code, _, err = ssgen("train", "--config", config)
-    assert_one_error_line(code, err, f"config file '{config}' is not valid YAML", "line 1")
+    assert_error_line(code, err, f"config file '{config}' is not valid YAML", "line 1")
     assert not marker.exists()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
 @pytest.mark.parametrize("command", ["train", "sample"])
+@pytest.mark.e2e
 def test_cuda_requested_without_a_gpu(ssgen, tmp_path, monkeypatch, capsys, run_dir, command):
     if command == "train":
         args = train_args(tmp_path, "trainer.device=cuda")
     else:
         args = ["sample", run_dir, "--device", "cuda", "--out", tmp_path / "s.png"]
     code, _, err = ssgen(*args)
-    assert_one_error_line(code, err, "cuda", "no CUDA GPU is available here")
+    assert_error_line(code, err, "cuda", "no CUDA GPU is available here")
 
 
 # ---------------------------------------------------------------- checkpoints that do not fit
 def forged_checkpoint(run_dir: Path, target: Path, change) -> Path:
     """The run's checkpoint with its config edited by `change` (the weights stay as trained)."""
-    state = read_checkpoint(list_checkpoints(run_dir)[-1])
+    state = last_checkpoint(run_dir)
     change(state["config"]["method"])
     torch.save(state, target)
     return target
@@ -225,27 +223,30 @@ def plain_gan(method: dict) -> None:
 @pytest.mark.parametrize("command", ["sample", "probe"])
 @pytest.mark.parametrize("change, why", [(wider, "size mismatch for D."), (plain_gan, "Unexpected key(s)")],
                          ids=["architecture", "method"])
+@pytest.mark.e2e
 def test_checkpoint_of_another_architecture_or_method(ssgen, tmp_path, monkeypatch, capsys, run_dir, command,
                                                       change, why):
     forged = forged_checkpoint(run_dir, tmp_path / "forged.pt", change)
     args = [command, forged] + (["--out", tmp_path / "s.png"] if command == "sample" else [])
     code, _, err = ssgen(*args)
     expected = "gan" if change is plain_gan else "ssgan"
-    assert_one_error_line(code, err, f"checkpoint '{forged}' does not match the configured {expected} networks",
+    assert_error_line(code, err, f"checkpoint '{forged}' does not match the configured {expected} networks",
                           why)
 
 
+@pytest.mark.e2e
 def test_resume_with_another_architecture_is_refused_and_leaves_the_run_alone(ssgen, tmp_path, monkeypatch, capsys,
                                                                               run_dir):
     saved = (run_dir / "config.yaml").read_text()
     code, _, err = ssgen("train", "--resume", run_dir, "--force", "--no-progress",
                          "--set", "method.discriminator.width=16")
-    assert_one_error_line(code, err, "does not match the configured ssgan networks", "size mismatch")
+    assert_error_line(code, err, "does not match the configured ssgan networks", "size mismatch")
     assert (run_dir / "config.yaml").read_text() == saved
     assert [read_checkpoint(p)["step"] for p in list_checkpoints(run_dir)] == [1]
 
 
 @pytest.mark.parametrize("problem", ["missing --config", "torn config.yaml", "not a run directory"])
+@pytest.mark.e2e
 def test_resume_with_a_missing_or_damaged_config(ssgen, tmp_path, monkeypatch, capsys, problem):
     run = tmp_path / "run"
     run.mkdir()
@@ -261,9 +262,10 @@ def test_resume_with_a_missing_or_damaged_config(ssgen, tmp_path, monkeypatch, c
         args = ["train", "--resume", tmp_path]
         fragments = ["not a run directory (no config.yaml)"]
     code, _, err = ssgen(*args)
-    assert_one_error_line(code, err, *fragments)
+    assert_error_line(code, err, *fragments)
 
 
+@pytest.mark.e2e
 def test_sample_creates_the_output_folder(ssgen, tmp_path, run_dir):
     out = tmp_path / "no-such-folder" / "deeper" / "grid.png"
     code, _, err = ssgen("sample", run_dir, "-n", 4, "--out", out)
@@ -271,14 +273,16 @@ def test_sample_creates_the_output_folder(ssgen, tmp_path, run_dir):
     assert out.is_file()
 
 
+@pytest.mark.e2e
 def test_output_file_under_a_file_is_one_error_line(ssgen, tmp_path, monkeypatch, capsys, run_dir):
     (tmp_path / "a-file").write_text("not a folder")
     code, _, err = ssgen("sample", run_dir, "-n", 4, "--out", tmp_path / "a-file" / "grid.png")
-    assert_one_error_line(code, err, "a-file")
+    assert_error_line(code, err, "a-file")
 
 
 # ---------------------------------------------------------------- a real process: status, --debug
 @pytest.mark.parametrize("debug", [False, True], ids=["plain", "--debug"])
+@pytest.mark.e2e
 def test_a_real_process_exits_2_with_one_line_and_debug_shows_the_traceback(tmp_path, debug):
     missing = tmp_path / "missing"
     args = [sys.executable, "-m", "ssgen", *(["--debug"] if debug else []),
@@ -324,6 +328,7 @@ def fuzzed_image(rng: random.Random, samples: dict[str, bytes]) -> tuple[str, by
     return ext, data
 
 
+@pytest.mark.e2e
 def test_fuzz_random_bytes_as_image_files(ssgen, tmp_path, monkeypatch, capsys):
     rng, samples = random.Random(20240606), sample_images()
     outcomes = {"refused": 0, "decoded": 0}
@@ -344,7 +349,7 @@ def test_fuzz_random_bytes_as_image_files(ssgen, tmp_path, monkeypatch, capsys):
         if i % 30 == 0:  # and through the command line: one line, status 2
             code, _, err = ssgen(*train_args(tmp_path, "data.name=folder",
                                                                   f"data.path={folder}", "data.resolution=8"))
-            assert_one_error_line(code, err)
+            assert_error_line(code, err)
     assert outcomes["refused"] > 100 and outcomes["decoded"] > 0  # the fuzz exercises both paths
 
 
@@ -379,6 +384,7 @@ RAW_YAML = ["", "---", "[", "{a: 1", "a: b: c", "? [1, 2]\n: 3", "&a [*a]", "!!b
             "trainer: {steps: 1e3}", "data: {resolution: 0x20}", "method: {name: ssgan, generator: [1]}"]
 
 
+@pytest.mark.e2e
 def test_fuzz_random_yaml_as_configs(ssgen, tmp_path, monkeypatch, capsys):
     import ssgen.train.trainer as trainer
 
@@ -403,6 +409,6 @@ def test_fuzz_random_yaml_as_configs(ssgen, tmp_path, monkeypatch, capsys):
             outcomes["refused"] += 1
         code, out, err = ssgen("train", "--config", path, "--no-progress")
         if code != 0:
-            assert_one_error_line(code, err)
+            assert_error_line(code, err)
     assert outcomes["refused"] > 150 and outcomes["accepted"] > 10
     assert len(started) == outcomes["accepted"]  # the CLI agrees with load_config on every file

@@ -231,6 +231,7 @@ def test_compile_setting_reads_names_and_the_old_booleans():
         load_config(QUICK, ["trainer.compile=graphs"])
 
 
+@pytest.mark.e2e
 def test_compiled_step_refuses_skip_mode_before_any_compute(tmp_path):
     cfg = load_config(QUICK, [f"run_dir={tmp_path / 'run'}", *TINY, "trainer.compile=step", "trainer.nonfinite=skip"])
     with pytest.raises(ConfigError, match="trainer.nonfinite=skip needs one per update"):
@@ -261,6 +262,7 @@ def test_a_method_that_declares_no_steps_is_refused_not_run_eagerly():
 
 # ---------------------------------------------------------------- inductor: what `ssgen train` runs
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_inductor_whole_step_equals_eager_and_trains_through_the_trainer(tmp_path):
     with float64():  # as the aot_eager test above (see float64)
         cfg = method_config("ssgan", CASES["ssgan"])
@@ -350,6 +352,7 @@ def teacher(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", SEMI)
+@pytest.mark.e2e
 def test_semi_supervised_steps_compiled_equal_eager(name, teacher):
     """Each semi-supervised method declares its one step, `classify`, and nothing else to get the
     compiled path: the same losses, weights and optimizer state as eager after STEPS steps whose

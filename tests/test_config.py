@@ -57,6 +57,7 @@ def test_round_trip_through_dict():
     assert to_dict(again) == to_dict(cfg) and isinstance(again, Config)
 
 
+@pytest.mark.e2e
 def test_every_shipped_config_loads_passes_its_checks_and_builds(tmp_path):
     from ssgen.rebuild import build_method
     from ssgen.registry import METHODS
@@ -107,3 +108,34 @@ def test_a_data_path_never_moves_a_dataset_that_reads_one(tmp_path):
 def test_a_path_beside_an_explicit_shapes_name_is_an_error_naming_both_keys(tmp_path, text, overrides):
     with pytest.raises(ConfigError, match=r"data.name=shapes .* reads no data.path \('/my/images'\).*data.name=folder"):
         load_config(write(tmp_path, text), overrides)
+
+
+def test_each_method_keeps_its_optimizer_betas():
+    """OptimConfig's default is Adam's own; the GANs set SNGAN's (0.0, 0.9) on both players."""
+    from ssgen.config import OptimConfig
+
+    assert OptimConfig().betas == [0.9, 0.999]
+    for name in ("gan", "ssgan"):
+        method = load_config(None, [f"method.name={name}"]).method
+        assert method.g_optim.betas == method.d_optim.betas == [0.0, 0.9], name
+    assert load_config(None, ["method.name=encoder"]).method.optim.betas == [0.9, 0.999]
+    assert load_config(None, ["method.name=supervised"]).method.optim.betas == [0.9, 0.999]
+    assert load_config(None, ["method.name=denoising"]).method.optim.betas == [0.5, 0.999]
+    # A section that sets other options keeps its method's betas, not OptimConfig's.
+    assert load_config(None, ["method.name=gan", "method.d_optim.lr=1e-3"]).method.d_optim.betas == [0.0, 0.9]
+
+
+def test_a_saved_config_from_before_generator_options_loads_with_its_meaning():
+    """Configs saved before GeneratorConfig held z_dim and sbn in every network section; a run's
+    saved config drops them where the network has no such option, and only there."""
+    cfg = load_config(None, ["method.name=gan", "method.generator.z_dim=7", "method.generator.sbn=true"])
+    old = to_dict(cfg)
+    old["method"]["discriminator"].update(z_dim=128, sbn=False)
+    again = config_from_dict(old)
+    assert to_dict(again) == to_dict(cfg)
+    assert (again.method.generator.z_dim, again.method.generator.sbn) == (7, True)
+    with pytest.raises(ConfigError, match=r"method.discriminator: unknown key 'z_dim'; valid keys: name, width"):
+        load_config(None, ["method.name=gan", "method.discriminator.z_dim=64"])  # a new config: no such option
+    rotnet = to_dict(load_config(None, ["method.name=encoder"]))
+    rotnet["method"]["encoder"].update(z_dim=128, sbn=False)
+    assert to_dict(config_from_dict(rotnet)) == to_dict(load_config(None, ["method.name=encoder"]))

@@ -30,6 +30,8 @@ from ssgen.train.trainer import train
 
 from small_runs import QUICK, ROTNET, SMALL_GAN
 
+pytestmark = pytest.mark.e2e  # every test here trains or runs a command
+
 RUN = ["data.train_size=256", "data.test_size=128", "trainer.batch_size=16", "trainer.steps=6",
        "trainer.threads=1", "trainer.device=cpu", "trainer.log_every=1", "trainer.sample_every=100",
        "trainer.checkpoint_every=4", "trainer.keep_checkpoints=5", "eval.fid.every=0", "eval.probe.every=0"]

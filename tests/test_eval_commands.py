@@ -12,12 +12,13 @@ from ssgen.train.trainer import train
 from small_runs import QUICK
 from small_runs import SMALL as SMALL_QUICK
 
+pytestmark = pytest.mark.e2e  # every test here trains or runs a command
+
 SMALL = [*SMALL_QUICK, "trainer.steps=2"]
 
 
 @pytest.fixture
-def run(tmp_path, monkeypatch, extractor_file):
-    monkeypatch.setenv("SSGEN_CACHE", str(tmp_path / "cache"))
+def run(tmp_path, private_cache, extractor_file):
     cfg = load_config(QUICK, [f"run_dir={tmp_path / 'run'}", *SMALL, f"eval.fid.extractor={extractor_file}"])
     return train(cfg, progress=False, log=lambda m: None)
 

@@ -17,6 +17,9 @@ from ssgen.images import to_uint8
 from ssgen.methods.base import Method
 from ssgen.step import DataInfo
 
+# Every test caches its FD statistics in a directory of its own.
+pytestmark = pytest.mark.usefixtures("private_cache")
+
 
 class TensorImages:
     """The ImageSet interface over an in-memory uint8 tensor."""
@@ -46,11 +49,6 @@ class NoiseSampler(Method):
 
     def sample(self, n, generator=None):
         return torch.rand(n, 3, 8, 8, generator=generator) * 2 - 1
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("SSGEN_CACHE", str(tmp_path / "cache"))
 
 
 def real_images(seed=1, n=300):
@@ -148,7 +146,8 @@ def test_offline_inception_names_every_way_forward(offline, tmp_path):
     with pytest.raises(InceptionWeightsMissing) as err:
         resolve_extractor("inception-v3-compat")
     message = str(err.value)
-    assert str(tmp_path / "hub" / "checkpoints" / "weights-inception-2015-12-05-6726825d.pth") in message  # where torch-fidelity looks
+    # where torch-fidelity looks
+    assert str(tmp_path / "hub" / "checkpoints" / "weights-inception-2015-12-05-6726825d.pth") in message
     assert "eval.fid.extractor=shapes" in message and "TorchScript" in message and "not comparable with FID" in message
 
 

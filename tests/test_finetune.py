@@ -52,6 +52,7 @@ def state(module):
     return {name: value.clone() for name, value in module.state_dict().items()}
 
 
+@pytest.mark.e2e
 def test_stage_1_leaves_every_weight_and_buffer_bit_identical_and_is_the_linear_probe(loaded):
     data = probe_data(loaded.cfg)
     cfg = FinetuneConfig(layer="penultimate")
@@ -67,6 +68,7 @@ def test_stage_1_leaves_every_weight_and_buffer_bit_identical_and_is_the_linear_
     assert network_accuracy(network, data.test_images, data.test_labels, cfg.feature_batch, CPU) == accuracy
 
 
+@pytest.mark.e2e
 def test_stage_2_moves_the_pretrained_part_at_the_scaled_rate_and_nothing_else(loaded):
     data = probe_data(loaded.cfg)
     lr, scale = 0.1, 0.25
@@ -100,6 +102,7 @@ def test_stage_2_moves_the_pretrained_part_at_the_scaled_rate_and_nothing_else(l
     assert moved > len(trunk) // 2  # the check above is not vacuous: most tensors did move
 
 
+@pytest.mark.e2e
 def test_load_finetuned_round_trips_the_logits(loaded, tmp_path):
     data = probe_data(loaded.cfg)
     cfg = FinetuneConfig(layer="block2", augment="weak")
@@ -115,6 +118,7 @@ def test_load_finetuned_round_trips_the_logits(loaded, tmp_path):
     assert restored(x).shape == (len(x), 10) and not restored.training
 
 
+@pytest.mark.e2e
 def test_finetune_writes_both_stages_with_the_protocol_and_uses_the_recorded_subset(ssgen, run, tmp_path):
     chosen = [0, 3, 5, 8, 13, 21, 34, 55]  # a subset of our own in the run's record
     (run / LABELLED_FILE).write_text("".join(f"{r}\n" for r in chosen))
@@ -140,6 +144,7 @@ def test_finetune_writes_both_stages_with_the_protocol_and_uses_the_recorded_sub
         records[1]["metrics"]["finetune/full"])
 
 
+@pytest.mark.e2e
 def test_another_labels_value_chooses_afresh_and_random_init_is_the_floor(ssgen, run):
     code, stdout, stderr = ssgen("finetune", run, *FAST, "--labels", 20, "--random-init")
     assert code == 0, stderr
@@ -184,6 +189,7 @@ class NoFeatures(Method):
         super().__init__(Config().method, DataInfo(resolution=8))
 
 
+@pytest.mark.e2e
 def test_a_method_without_features_or_an_unknown_layer_is_a_config_error(loaded):
     with pytest.raises(ConfigError, match="exposes no features"):
         feature_layer(NoFeatures(), None)
@@ -192,6 +198,7 @@ def test_a_method_without_features_or_an_unknown_layer_is_a_config_error(loaded)
     assert feature_parameters(loaded.method, "block1", 32) == list(loaded.method.D.blocks["block1"].parameters())
 
 
+@pytest.mark.e2e
 def test_bad_inputs_are_one_line_errors(ssgen, run, tmp_path):
     text = tmp_path / "notes.pt"
     text.write_text("not a checkpoint")
@@ -216,6 +223,7 @@ def test_bad_inputs_are_one_line_errors(ssgen, run, tmp_path):
     assert code == 2 and "is a fine-tuned classifier" in stderr
 
 
+@pytest.mark.e2e
 def test_help_explains_the_stages_and_the_floor(ssgen):
     code, stdout, _ = ssgen("finetune", "--help")
     assert code == 0

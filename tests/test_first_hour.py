@@ -8,19 +8,19 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from ssgen.checkpoint import list_checkpoints, read_checkpoint
+from ssgen.checkpoint import list_checkpoints
 from ssgen.eval.metrics import read_metrics
-from small_runs import QUICK, TINY
+from small_runs import QUICK, TINY, last_checkpoint, set_options
+
+pytestmark = pytest.mark.e2e  # every test here trains or runs a command
 
 RUN = [*TINY, "trainer.steps=4", "trainer.checkpoint_every=2", "trainer.log_every=1"]
 
 
 def train_args(run_dir, *overrides):
-    return ["train", "--config", QUICK, *[x for o in [*RUN, f"run_dir={run_dir}", *overrides] for x in ("--set", o)]]
+    return ["train", "--config", QUICK, *set_options([*RUN, f"run_dir={run_dir}", *overrides])]
 
 
-def final_step(run_dir):
-    return read_checkpoint(list_checkpoints(run_dir)[-1])["step"]
 
 
 # ---------------------------------------------------------------- one run, one directory
@@ -85,7 +85,7 @@ def test_resume_from_any_path(ssgen, tmp_path, monkeypatch, how):
     code, _, err = ssgen("train", "--resume", target, "--no-progress")
     assert code == 0, err
     assert "resuming" in err and "from step 4" in err
-    assert final_step(target) == 6
+    assert last_checkpoint(target)["step"] == 6
 
 
 def test_resuming_a_finished_run_says_so_and_how_to_extend_it(ssgen, tmp_path):
@@ -98,7 +98,7 @@ def test_resuming_a_finished_run_says_so_and_how_to_extend_it(ssgen, tmp_path):
     assert sorted((run / "tb").iterdir()) == events  # no empty event file
     code, _, err = ssgen("train", "--resume", run, "--set", "trainer.steps=6", "--force", "--no-progress")
     assert code == 0, err
-    assert final_step(run) == 6
+    assert last_checkpoint(run)["step"] == 6
 
 
 def test_tensorboard_after_resume_holds_each_step_once(ssgen, tmp_path):
@@ -118,8 +118,7 @@ def test_tensorboard_after_resume_holds_each_step_once(ssgen, tmp_path):
 
 
 # ---------------------------------------------------------------- logs and messages
-def test_plain_lines_in_a_file_one_per_log_interval_then_a_summary(ssgen, tmp_path, extractor_file, monkeypatch):
-    monkeypatch.setenv("SSGEN_CACHE", str(tmp_path / "cache"))
+def test_plain_lines_in_a_file_one_per_log_interval_then_a_summary(ssgen, tmp_path, extractor_file, private_cache):
     assert not sys.stderr.isatty()  # as in CI or a cluster job: stderr is captured
     code, _, err = ssgen(*train_args(tmp_path / "run", "trainer.steps=8", "trainer.log_every=2",
                                      "eval.probe.every=4", "eval.probe.train_size=32", "eval.probe.test_size=16",
@@ -139,8 +138,7 @@ def test_plain_lines_in_a_file_one_per_log_interval_then_a_summary(ssgen, tmp_pa
     assert "step-00000008.pt" in summary
 
 
-def test_fid_and_probe_commands_report_progress(ssgen, tmp_path, extractor_file, monkeypatch):
-    monkeypatch.setenv("SSGEN_CACHE", str(tmp_path / "cache"))
+def test_fid_and_probe_commands_report_progress(ssgen, tmp_path, extractor_file, private_cache):
     run = tmp_path / "run"
     assert ssgen(*train_args(run, "data.test_size=64"))[0] == 0
     code, out, err = ssgen("fid", run, "-n", 40, "--extractor", extractor_file)
@@ -180,7 +178,8 @@ def shapes_as_folder(root, per_class: int, flat: bool = False):
     from ssgen.config import load_config
     from ssgen.data import build_dataset
 
-    images, labels = build_dataset(load_config(None, [f"data.train_size={10 * per_class}"]).data, "train").get(slice(None))
+    data = load_config(None, [f"data.train_size={10 * per_class}"]).data
+    images, labels = build_dataset(data, "train").get(slice(None))
     for i, (image, label) in enumerate(zip(images, labels)):
         path = root / (f"{i}.png" if flat else f"class{int(label)}/{i}.png")
         path.parent.mkdir(parents=True, exist_ok=True)

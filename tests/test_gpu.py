@@ -17,6 +17,7 @@ pytestmark = [pytest.mark.gpu,
 
 
 @pytest.mark.parametrize("compile", [False, True])
+@pytest.mark.e2e
 def test_quick_config_trains_on_the_gpu(tmp_path, compile):
     cfg = load_config(QUICK, [f"run_dir={tmp_path / 'run'}", "trainer.device=cuda", "trainer.steps=20",
                               "trainer.log_every=10", f"trainer.compile={str(compile).lower()}",

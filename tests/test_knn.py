@@ -57,14 +57,15 @@ def test_perfectly_separated_classes_and_the_protocol():
 
 
 # ---------------------------------------------------------------- the monitor during training and in ssgen probe
+@pytest.mark.e2e
 def test_knn_monitor_during_training_and_in_ssgen_probe(ssgen, tmp_path):
     from ssgen.eval.metrics import read_metrics
-    from small_runs import QUICK, TINY
+    from small_runs import QUICK, TINY, set_options
 
     run = tmp_path / "run"
     sets = [*TINY, "trainer.steps=2", "data.test_size=32", "eval.knn.every=2", "eval.knn.train_size=64",
             "eval.knn.test_size=32", f"run_dir={run}"]
-    code, _, err = ssgen("train", "--config", QUICK, *[x for s in sets for x in ("--set", s)])
+    code, _, err = ssgen("train", "--config", QUICK, *set_options(sets))
     assert code == 0, err
     floor, record = [r for r in read_metrics(run) if "knn/penultimate" in r["metrics"]]
     assert floor["step"] == 0 and record["step"] == 2  # step 0: the random-init network

@@ -69,6 +69,7 @@ def test_the_stream_hides_unlabelled_labels_and_draws_labelled_batches_of_its_ow
     assert set(seen.tolist()) == set(rows.tolist())  # every labelled image comes round
 
 
+@pytest.mark.e2e
 def test_a_labelled_stream_resumes_exactly():
     rows = labelled_rows(LABELS, 40, seed=0)
     stream = BatchStream(image_set(), 16, torch.device("cpu"), flip=True, seed=0, labelled=rows)
@@ -82,6 +83,7 @@ def test_a_labelled_stream_resumes_exactly():
         assert torch.equal(resumed().indices, main) and torch.equal(resumed.labelled().indices, labelled)
 
 
+@pytest.mark.e2e
 def test_a_run_records_its_labelled_subset_and_keeps_it_on_resume(ssgen, tmp_path):
     run = tmp_path / "run"
     args = ["train", "--config", QUICK, *[x for o in [*TINY, "trainer.steps=4", "trainer.checkpoint_every=2",

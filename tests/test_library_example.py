@@ -21,6 +21,7 @@ def run_example(*args):
     return done.stdout
 
 
+@pytest.mark.e2e
 def test_the_library_example_trains_its_own_encoder_and_probes_a_trained_run(ssgen_cli, tmp_path):
     run = tmp_path / "run"
     code, _, err = ssgen_cli("train", "--config", QUICK, *[x for o in [*TINY, "trainer.steps=2", f"run_dir={run}"]

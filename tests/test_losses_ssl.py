@@ -250,6 +250,7 @@ DISTRIBUTED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.e2e
 def test_two_gloo_processes_give_the_one_process_losses_gradients_and_buffers(tmp_path):
     torch.manual_seed(6)
     inputs = {"x1": torch.randn(8, 6, dtype=torch.float64), "x2": torch.randn(8, 6, dtype=torch.float64),

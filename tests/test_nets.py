@@ -5,13 +5,13 @@ import torch
 from torch import nn
 
 import ssgen.nets  # noqa: F401  (fills the registries)
-from ssgen.config import NetConfig
-from ssgen.nets.base import DiscriminatorConfig
+from ssgen.nets.base import DiscriminatorConfig, GeneratorConfig
 from ssgen.errors import ConfigError
 from ssgen.registry import DISCRIMINATORS, GENERATORS
 
 RESOLUTIONS = {"resnet": (32, 48, 64, 128), "dcgan": (32, 48, 64)}
-SMALL = DiscriminatorConfig(width=16, z_dim=8)  # a NetConfig too: builds G and D alike
+SMALL = DiscriminatorConfig(width=16)
+SMALL_G = GeneratorConfig(width=16, z_dim=8)
 CASES = [(name, resolution) for name, resolutions in RESOLUTIONS.items() for resolution in resolutions]
 
 
@@ -27,7 +27,7 @@ def test_every_registered_net_is_covered():
 @pytest.mark.parametrize("name,resolution", CASES)
 def test_generator_maps_z_to_images_in_tanh_range(name, resolution, sbn):
     torch.manual_seed(0)
-    G = GENERATORS.get(name)(NetConfig(width=16, z_dim=8, sbn=sbn), resolution)
+    G = GENERATORS.get(name)(GeneratorConfig(width=16, z_dim=8, sbn=sbn), resolution)
     assert G.z_dim == 8
     images = G(torch.randn(3, 8))
     assert images.shape == (3, 3, resolution, resolution) and images.dtype == torch.float32
@@ -48,16 +48,16 @@ def test_reference_cifar10_parameter_counts():
     # of two 3x3 convs + 1x1 shortcut + two BNs (1,246,976 each), BN + conv3x3 to RGB (7,427).
     # D: optimized block (151,680), a downsampling block with a 1x1 shortcut (311,680), two
     # blocks with identity shortcuts (295,168 each), critic linear(128, 1) (129).
-    assert count(GENERATORS.get("resnet")(NetConfig(width=256), 32)) == 4_276_739
+    assert count(GENERATORS.get("resnet")(GeneratorConfig(width=256), 32)) == 4_276_739
     assert count(DISCRIMINATORS.get("resnet")(DiscriminatorConfig(width=128), 32)) == 1_053_825
     # sBN adds a z -> 32 -> 2C MLP per norm and drops the 2C affine parameters: +3.4%.
-    assert count(GENERATORS.get("resnet")(NetConfig(width=256, sbn=True), 32)) == 4_420_323
+    assert count(GENERATORS.get("resnet")(GeneratorConfig(width=256, sbn=True), 32)) == 4_420_323
 
 
 def test_reference_dcgan_parameter_counts():
     # The SNGAN paper's standard CNN at width 512: D's seven convs hold 2,926,272 weights.
     assert count(DISCRIMINATORS.get("dcgan")(DiscriminatorConfig(width=512), 32)) == 2_928_193
-    assert count(GENERATORS.get("dcgan")(NetConfig(width=512), 32)) == 3_813_379
+    assert count(GENERATORS.get("dcgan")(GeneratorConfig(width=512), 32)) == 3_813_379
 
 
 @pytest.mark.parametrize("name,block_widths", [("resnet", [16, 16, 16, 16]), ("dcgan", [2, 4, 8, 16])])
@@ -104,7 +104,7 @@ def test_unsupported_resolution_is_a_config_error(kind, name):
     registry = GENERATORS if kind == "generator" else DISCRIMINATORS
     supported = ", ".join(map(str, RESOLUTIONS[name]))
     with pytest.raises(ConfigError, match=f"resolution 40 is not supported; supported: {supported}$"):
-        registry.get(name)(SMALL, 40)
+        registry.get(name)(SMALL_G if kind == "generator" else SMALL, 40)
 
 
 def test_width_that_does_not_divide_into_the_stages_is_a_config_error():
@@ -114,7 +114,7 @@ def test_width_that_does_not_divide_into_the_stages_is_a_config_error():
 
 @pytest.mark.parametrize("name", sorted(RESOLUTIONS))
 def test_nets_run_under_bf16_autocast_in_channels_last(name):
-    G = GENERATORS.get(name)(NetConfig(width=16, z_dim=8, sbn=True), 32).to(memory_format=torch.channels_last)
+    G = GENERATORS.get(name)(GeneratorConfig(width=16, z_dim=8, sbn=True), 32).to(memory_format=torch.channels_last)
     D = DISCRIMINATORS.get(name)(SMALL, 32).to(memory_format=torch.channels_last)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits = D.critic(D(G(torch.randn(4, 8)).contiguous(memory_format=torch.channels_last)))

@@ -8,7 +8,7 @@ from torch.nn.utils import parametrize
 
 import ssgen.nets  # noqa: F401  (fills the registries)
 from ssgen.config import NetConfig
-from ssgen.nets.base import DiscriminatorConfig
+from ssgen.nets.base import DiscriminatorConfig, GeneratorConfig
 from ssgen.nets.autoencoder import build_autoencoder
 from ssgen.nets.blocks import (ResamplingBlock, SelfModulatedBatchNorm2d, conv_then_pool, downsample,
                                plain_resampling, sn_conv, sn_linear, upsample, upsample_then_conv)
@@ -64,8 +64,8 @@ def test_self_modulated_bn_starts_as_plain_bn_and_learns_to_depend_on_z():
 
 def test_sbn_generator_equals_the_plain_generator_at_init():
     torch.manual_seed(0)
-    plain = GENERATORS.get("resnet")(NetConfig(width=16, z_dim=8), 32)
-    modulated = GENERATORS.get("resnet")(NetConfig(width=16, z_dim=8, sbn=True), 32)
+    plain = GENERATORS.get("resnet")(GeneratorConfig(width=16, z_dim=8), 32)
+    modulated = GENERATORS.get("resnet")(GeneratorConfig(width=16, z_dim=8, sbn=True), 32)
     result = modulated.load_state_dict(plain.state_dict(), strict=False)  # the shared convs/linear
     assert all("norm" in key for key in result.missing_keys + result.unexpected_keys)
     z = torch.randn(4, 8)
@@ -87,7 +87,7 @@ def test_a_resampling_convolution_fused_is_the_plain_composition(size):
 
 
 def resampling_networks(resolution):
-    return {"G": GENERATORS.get("resnet")(NetConfig(width=16, z_dim=8), resolution),
+    return {"G": GENERATORS.get("resnet")(GeneratorConfig(width=16, z_dim=8), resolution),
             "D": DISCRIMINATORS.get("resnet")(DiscriminatorConfig(width=16), resolution),
             "autoencoder": build_autoencoder(NetConfig(width=8), NetConfig(width=8), resolution, 3, 3)}
 

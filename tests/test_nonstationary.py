@@ -10,14 +10,14 @@ import torch
 import torch.nn.functional as F
 
 from ssgen.checkpoint import list_checkpoints, read_checkpoint
-from ssgen.config import AccuracyEvalConfig, load_config
+from ssgen.config import HeldOutEvalConfig, load_config
 from ssgen.data.base import ImageSet
 from ssgen.eval.accuracy import AccuracyEvaluator
 from ssgen.eval.metrics import read_metrics
 from ssgen.methods.semisup.base import LabelScheduleConfig, OneVsAll, balanced_accuracy
 from ssgen.rebuild import build_method
 from ssgen.step import Batch, Progress
-from small_runs import CONFIGS
+from small_runs import CONFIGS, set_options
 
 PLAIN, ROTATION = CONFIGS / "nonstationary_plain_shapes.yaml", CONFIGS / "nonstationary_rotation_shapes.yaml"
 # Tasks of 2 steps, a width-8 trunk, few images, one thread, bitwise-deterministic.
@@ -105,7 +105,7 @@ def test_the_held_out_accuracy_scores_the_task_of_the_period_the_step_ended():
     labels = torch.arange(40) % 4
     test_set = ImageSet("digits", "test", 4, ["0", "1", "2", "3"], labels,
                         images=labels.to(torch.uint8)[:, None, None, None].expand(40, 3, 4, 4).contiguous())
-    evaluator = AccuracyEvaluator(AccuracyEvalConfig(every=10, test_size=40, batch_size=16), test_set, torch.device("cpu"), 0)
+    evaluator = AccuracyEvaluator(HeldOutEvalConfig(every=10, test_size=40, batch_size=16), test_set, torch.device("cpu"), 0)
     metrics, protocol = evaluator(Oracle(), 40)  # after step 40, the last of class 3's period
     assert metrics == {"accuracy/task_balanced": 1.0, "task/class": 3.0}
     # Scored on the next period's class 0, the same predictions are 1/3: no class-0 image found, and
@@ -128,10 +128,11 @@ def scored(run):
 
 
 @pytest.mark.parametrize("config", [PLAIN, ROTATION], ids=["plain", "rotation"])
+@pytest.mark.e2e
 def test_a_resumed_run_trains_and_scores_the_same_tasks_as_an_unbroken_one(config, ssgen, tmp_path):
     run = tmp_path / "run"
     sets = [f"run_dir={run}", *TINY, "trainer.steps=8", "trainer.checkpoint_every=3"]
-    code, out, err = ssgen("train", "--config", config, "--no-progress", *[a for s in sets for a in ("--set", s)])
+    code, out, err = ssgen("train", "--config", config, "--no-progress", *set_options(sets))
     assert code == 0, out + err
     order = OneVsAll(LabelScheduleConfig(kind="one_vs_all", every=2), 10)
     assert trained(run) == {step: order.positive_at(step) for step in range(1, 9)}
@@ -169,13 +170,15 @@ def test_the_probe_classifies_all_ten_classes_while_the_head_is_two_way(tmp_path
     (["method.name=pseudo_label"], r"method.label_schedule.kind=one_vs_all is for method.name supervised or s4l, "
                                    r"not pseudo_label"),
 ])
+@pytest.mark.e2e
 def test_bad_schedules_are_clear_errors(overrides, words, ssgen, tmp_path):
     sets = [f"run_dir={tmp_path / 'run'}", *TINY, *overrides]
-    code, out, err = ssgen("train", "--config", PLAIN, "--no-progress", *[a for s in sets for a in ("--set", s)])
+    code, out, err = ssgen("train", "--config", PLAIN, "--no-progress", *set_options(sets))
     assert code != 0 and re.search(words, err), err
     assert not list_checkpoints(tmp_path / "run")
 
 
+@pytest.mark.e2e
 def test_the_report_draws_the_task_curve_and_tabulates_each_task_cycle_by_cycle(tmp_path):
     from ssgen.eval.report import write_report
     from ssgen.train.trainer import train

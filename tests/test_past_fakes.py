@@ -2,9 +2,9 @@
 tools/past_fakes_from_checkpoints.py, on tiny shapes runs."""
 
 import importlib.util
-import shutil
 from pathlib import Path
 
+import pytest
 import torch
 
 from ssgen.checkpoint import list_checkpoints, read_checkpoint
@@ -14,9 +14,8 @@ from ssgen.eval.metrics import read_metrics
 from ssgen.eval.past_fakes import PastFakesEvaluator
 from ssgen.eval.report import write_report
 from ssgen.rebuild import build_method
-from ssgen.train.trainer import train
 
-from small_runs import QUICK, ROTNET, TINY
+from small_runs import QUICK, ROTNET, TINY, quiet_train
 
 # SS-GAN with an EMA G (the monitor must use the trained G), a tiny archive, one thread.
 MONITOR = ["eval.past_fakes.every=2", "eval.past_fakes.num_images=6", "eval.past_fakes.batch_size=4",
@@ -26,10 +25,6 @@ TOOL = Path(__file__).resolve().parents[1] / "tools" / "past_fakes_from_checkpoi
 
 def tiny_config(run_dir, *overrides):
     return load_config(QUICK, [f"run_dir={run_dir}", *TINY, *MONITOR, *overrides])
-
-
-def quiet_train(cfg, **kwargs):
-    return train(cfg, progress=False, log=lambda m: None, **kwargs)
 
 
 def past_fakes_records(run_dir):
@@ -50,7 +45,7 @@ def test_archive_is_fixed_and_scoring_changes_no_state_or_rng_stream(tmp_path):
     metrics, _ = monitor(method, 0)
     assert ages(metrics) == ages(metrics, "logit") == [0]
     after = method.state_dict()  # G's batch-norm statistics, D's spectral-norm u vectors included
-    assert all(torch.equal(before[k], after[k]) for k in before), [k for k in before if not torch.equal(before[k], after[k])]
+    assert [k for k in before if not torch.equal(before[k], after[k])] == []
     assert torch.equal(rng, torch.get_rng_state())
     first = monitor.archives[0].clone()
     assert first.dtype == torch.uint8 and first.shape == (6, 3, 32, 32)
@@ -73,15 +68,17 @@ def test_monitor_only_for_a_discriminator(tmp_path):
     assert any("eval.past_fakes" in note for note in notes)
 
 
+@pytest.mark.e2e
 def test_metrics_have_the_expected_ages(tmp_path):
     run = quiet_train(tiny_config(tmp_path / "run", "trainer.steps=5", "eval.past_fakes.keep=2"))
     found = {step: ages(metrics) for step, metrics in past_fakes_records(run)}
     # Archives at 0, 2, 4 (keep 2); the last step, 5, is scored but not archived.
     assert found == {0: [0], 2: [0, 2], 4: [0, 2], 5: [0, 1, 3]}
     values = [v for _, metrics in past_fakes_records(run) for k, v in metrics.items() if "rejected" in k]
-    assert all(0.0 <= v <= 1.0 for v in values)
+    assert values and all(0 <= v <= 1 and abs(v * 6 - round(v * 6)) < 1e-6 for v in values)  # k of the 6 fakes
 
 
+@pytest.mark.e2e
 def test_monitor_changes_no_weight_or_loss(tmp_path):
     runs = {every: quiet_train(tiny_config(tmp_path / f"run{every}", "trainer.steps=4", "trainer.log_every=1",
                                            f"eval.past_fakes.every={every}"))
@@ -97,6 +94,7 @@ def test_monitor_changes_no_weight_or_loss(tmp_path):
     assert losses(runs[0]) == losses(runs[2]) and len(losses(runs[0])) == 4
 
 
+@pytest.mark.e2e
 def test_archive_is_bit_identical_through_a_resume(tmp_path):
     cfg = tiny_config(tmp_path / "run", "trainer.steps=4", "trainer.checkpoint_every=2", "trainer.keep_checkpoints=5")
     run = quiet_train(cfg)
@@ -119,6 +117,7 @@ def load_tool():
     return tool
 
 
+@pytest.mark.e2e
 def test_tool_matches_the_monitor_and_replaces_its_own_records(tmp_path):
     # The monitor at every checkpoint: the tool's figures at those steps must be the monitor's own.
     cfg = tiny_config(tmp_path / "run", "trainer.steps=4", "trainer.checkpoint_every=2", "trainer.keep_checkpoints=5")

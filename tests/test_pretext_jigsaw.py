@@ -12,11 +12,10 @@ from ssgen.pretext.jigsaw import (assemble, cut_tiles, default_tile, jigsaw_puzz
 
 
 @pytest.fixture(autouse=True)
-def fresh_cache(tmp_path, monkeypatch):
+def fresh_cache(private_cache):
     """Every test starts with an empty disk cache of its own and an empty memory cache."""
-    monkeypatch.setenv("SSGEN_CACHE", str(tmp_path / "cache"))
     jigsaw._cached_permutation_set.cache_clear()
-    yield tmp_path / "cache" / "jigsaw"
+    yield private_cache / "jigsaw"
     jigsaw._cached_permutation_set.cache_clear()
 
 

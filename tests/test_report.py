@@ -151,6 +151,7 @@ def test_report_of_a_directory_without_metrics_is_a_user_error(tmp_path):
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c.name)
+@pytest.mark.e2e
 def test_help(command):
     result = CliRunner().invoke(command, ["--help"])
     assert result.exit_code == 0 and "Usage" in result.output

@@ -11,7 +11,7 @@ from ssgen.errors import ConfigError
 from ssgen.eval.metrics import append_metrics
 from ssgen.eval.report import group_runs, load_run_metrics, write_report
 
-from small_runs import QUICK, TINY
+from small_runs import QUICK, TINY, set_options
 
 PROBE = {"metric": "linear probe top-1", "train_size": 500, "test_size": 500}
 RECIPE = {"method": {"name": "gan", "beta": 1.0}, "data": {"name": "shapes"}, "trainer": {"steps": 200}}
@@ -96,10 +96,11 @@ def test_bad_seeds_are_named(text, named):
     assert named in str(error.value)
 
 
+@pytest.mark.e2e
 def test_train_seeds_trains_each_seed_into_its_own_directory(tmp_path):
     base = tmp_path / "quick"
     args = ["train", "--config", str(QUICK), "--no-progress", "--seeds", "0,1", "--set", f"run_dir={base}",
-            "--set", "trainer.steps=2", *sum((["--set", s] for s in TINY), [])]
+            "--set", "trainer.steps=2", *set_options(TINY)]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "seed 1 (2 of 2)" in result.output

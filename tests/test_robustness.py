@@ -26,7 +26,7 @@ from ssgen import checkpoint as ckpt
 from ssgen.checkpoint import list_checkpoints, read_checkpoint
 from ssgen.train.trainer import Stopped, train
 
-from small_runs import QUICK
+from small_runs import QUICK, assert_error_line, final_weights, last_checkpoint, quiet_train, set_options
 from small_runs import TINY as TINY_QUICK
 
 TINY = [*TINY_QUICK, "trainer.deterministic=true", "trainer.log_every=1"]
@@ -40,26 +40,8 @@ def tiny_config(run_dir, *overrides):
     return load_config(QUICK, tiny_args(run_dir, *overrides))
 
 
-def quiet_train(cfg, **kw):
-    return train(cfg, progress=False, log=lambda m: None, **kw)
-
-
-def assert_error_line(code, err, *fragments):
-    """Exit 2, the last stderr line is `error: ...` naming each fragment, no traceback."""
-    assert code == 2, err
-    assert "Traceback" not in err
-    last = err.strip().splitlines()[-1]
-    assert last.startswith("error: "), err
-    for fragment in fragments:
-        assert fragment in last, (fragment, last)
-
-
 def train_cli_args(run_dir, *overrides):
-    return ["train", "--config", QUICK, "--no-progress", *sum((["--set", s] for s in tiny_args(run_dir, *overrides)), [])]
-
-
-def method_state(path):
-    return read_checkpoint(path)["method"]
+    return ["train", "--config", QUICK, "--no-progress", *set_options(tiny_args(run_dir, *overrides))]
 
 
 def assert_same_tensors(a: dict, b: dict):
@@ -133,6 +115,7 @@ def wait_for_step(run_dir: Path, proc: subprocess.Popen, step: int, timeout: flo
     raise AssertionError(f"no step {step} within {timeout} s")
 
 
+@pytest.mark.e2e
 def test_sigkill_at_a_random_step_then_resume_ends_with_the_uninterrupted_weights(ssgen, tmp_path, monkeypatch, capsys):
     overrides = ["trainer.steps=30", "trainer.checkpoint_every=4"]
     reference = quiet_train(tiny_config(tmp_path / "uninterrupted", *overrides))
@@ -148,7 +131,7 @@ def test_sigkill_at_a_random_step_then_resume_ends_with_the_uninterrupted_weight
     finally:
         proc.kill()
     assert proc.returncode == -signal.SIGKILL
-    last_saved = read_checkpoint(list_checkpoints(run_dir)[-1])["step"]
+    last_saved = last_checkpoint(run_dir)["step"]
     assert last_saved < 30  # killed mid-run
 
     code, _, err = ssgen("train", "--resume", run_dir, "--no-progress")
@@ -156,34 +139,36 @@ def test_sigkill_at_a_random_step_then_resume_ends_with_the_uninterrupted_weight
     assert f"from step {last_saved}" in err and seen - last_saved <= 4  # lost: the steps since the last checkpoint
     final = list_checkpoints(run_dir)[-1]
     assert read_checkpoint(final)["step"] == 30
-    assert_same_tensors(method_state(final), method_state(list_checkpoints(reference)[-1]))
+    assert_same_tensors(read_checkpoint(final)["method"], final_weights(reference))
     # metrics.jsonl: what the killed run logged past its checkpoint was dropped, then logged again
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in records if any(key.startswith("loss/") for key in r["metrics"])]
     assert steps == list(range(1, 31))
 
 
+@pytest.mark.e2e
 def test_killed_before_the_first_checkpoint_resume_starts_over(tmp_path):
     cfg = tiny_config(tmp_path / "run", "trainer.steps=4", "trainer.checkpoint_every=4")
     run = quiet_train(cfg)
-    reference = method_state(list_checkpoints(run)[-1])
+    reference = final_weights(run)
     for path in list_checkpoints(run):
         path.unlink()  # as if killed before step 4's checkpoint: config.yaml, metrics, no checkpoint
     messages = []
     train(cfg, resume=True, progress=False, log=messages.append)
     assert any("starting from step 0" in m for m in messages), messages
-    assert_same_tensors(method_state(list_checkpoints(run)[-1]), reference)
+    assert_same_tensors(final_weights(run), reference)
 
 
 # ---------------------------------------------------------------- corrupt latest checkpoint
 @pytest.mark.parametrize("damage", ["truncated", "zero-byte", "garbage"])
+@pytest.mark.e2e
 def test_corrupt_latest_checkpoint_is_reported_and_resume_falls_back(ssgen, tmp_path, monkeypatch, capsys, damage):
     run_dir = tmp_path / "run"
     overrides = ["trainer.steps=6", "trainer.checkpoint_every=3"]
     code, _, err = ssgen(*train_cli_args(run_dir, *overrides))
     assert code == 0, err
     latest = list_checkpoints(run_dir)[-1]
-    uninterrupted = method_state(latest)
+    uninterrupted = read_checkpoint(latest)["method"]
     data = latest.read_bytes()
     latest.write_bytes({"truncated": data[: len(data) // 2], "zero-byte": b"",
                         "garbage": random.Random(0).randbytes(len(data))}[damage])
@@ -192,10 +177,11 @@ def test_corrupt_latest_checkpoint_is_reported_and_resume_falls_back(ssgen, tmp_
     assert code == 0, err
     assert f"warning: checkpoint '{latest}' is unreadable" in err and "falling back" in err
     assert "from step 3 (step-00000003.pt)" in err
-    assert_same_tensors(method_state(latest), uninterrupted)  # rewritten by the resumed run
+    assert_same_tensors(read_checkpoint(latest)["method"], uninterrupted)  # rewritten by the resumed run
 
 
 # ---------------------------------------------------------------- non-finite losses
+@pytest.mark.e2e
 def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(ssgen, tmp_path, monkeypatch, capsys):
     LossHook(monkeypatch, lambda loss, step: loss * float("nan") if step == 6 else loss)
     run_dir = tmp_path / "run"
@@ -205,15 +191,16 @@ def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint
                       f"last good checkpoint {run_dir / 'checkpoints' / 'step-00000004.pt'}",
                       "trainer.nonfinite=skip")
     assert [p.name for p in list_checkpoints(run_dir)] == ["step-00000004.pt"]
-    state = method_state(list_checkpoints(run_dir)[-1])
+    state = final_weights(run_dir)
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
 
 
+@pytest.mark.e2e
 def test_nonfinite_loss_is_skipped_and_counted_with_nonfinite_skip(tmp_path, monkeypatch):
     LossHook(monkeypatch, lambda loss, step: loss * float("inf") if step in (2, 5) else loss)
     run = quiet_train(tiny_config(tmp_path / "run", "trainer.steps=6", "trainer.checkpoint_every=6",
                                   "trainer.nonfinite=skip"))
-    state = method_state(list_checkpoints(run)[-1])
+    state = final_weights(run)
     assert int(state["skipped_steps"]) == 2
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -221,6 +208,7 @@ def test_nonfinite_loss_is_skipped_and_counted_with_nonfinite_skip(tmp_path, mon
 
 
 # ---------------------------------------------------------------- unwritable run directory, full disk
+@pytest.mark.e2e
 def test_run_dir_that_cannot_be_created_fails_before_training(ssgen, tmp_path, monkeypatch, capsys):
     (tmp_path / "a_file").write_text("not a folder")  # root ignores chmod; a path under a file always fails
     run_dir = tmp_path / "a_file" / "run"
@@ -229,6 +217,7 @@ def test_run_dir_that_cannot_be_created_fails_before_training(ssgen, tmp_path, m
     assert err.count("\n") == 1
 
 
+@pytest.mark.e2e
 def test_full_disk_at_start_fails_before_training(ssgen, tmp_path, monkeypatch, capsys):
     real_open = builtins.open
 
@@ -245,6 +234,7 @@ def test_full_disk_at_start_fails_before_training(ssgen, tmp_path, monkeypatch, 
     assert not started and not (tmp_path / "run" / "config.yaml").exists()
 
 
+@pytest.mark.e2e
 def test_full_disk_at_checkpoint_time_keeps_the_previous_checkpoint(ssgen, tmp_path, monkeypatch, capsys):
     real_save, saves = torch.save, []
 
@@ -267,6 +257,7 @@ def test_full_disk_at_checkpoint_time_keeps_the_previous_checkpoint(ssgen, tmp_p
 
 
 # ---------------------------------------------------------------- SIGTERM / Ctrl-C
+@pytest.mark.e2e
 def test_sigterm_writes_a_final_checkpoint_and_exits_with_143(tmp_path):
     run_dir = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "ssgen",
@@ -286,6 +277,7 @@ def test_sigterm_writes_a_final_checkpoint_and_exits_with_143(tmp_path):
     assert f"ssgen train --resume {run_dir}" in err and f"run directory: {run_dir}" in out
 
 
+@pytest.mark.e2e
 def test_ctrl_c_writes_a_final_checkpoint_and_resume_continues(tmp_path, monkeypatch):
     def interrupt_at_step_3(loss, step):
         if step == 3:
@@ -304,9 +296,10 @@ def test_ctrl_c_writes_a_final_checkpoint_and_resume_continues(tmp_path, monkeyp
     assert any("stopped at step 3" in m for m in messages)
     assert signal.getsignal(signal.SIGINT) is before  # handlers restored
     quiet_train(cfg, resume=True)
-    assert read_checkpoint(list_checkpoints(run)[-1])["step"] == 6
+    assert last_checkpoint(run)["step"] == 6
 
 
+@pytest.mark.e2e
 def test_a_second_ctrl_c_aborts_at_once(ssgen, tmp_path, monkeypatch, capsys):
     def interrupt_twice_at_step_3(loss, step):
         if step == 3:
@@ -340,6 +333,7 @@ class RunsCode:
         return exec, (f"open({str(self.marker)!r}, 'w').write('pwned')",)
 
 
+@pytest.mark.e2e
 def test_a_checkpoint_holding_a_pickled_object_is_refused_and_never_runs(ssgen, tmp_path, monkeypatch, capsys):
     marker = tmp_path / "code-ran"
     evil = tmp_path / "evil.pt"
@@ -360,6 +354,7 @@ def test_a_checkpoint_holding_a_pickled_object_is_refused_and_never_runs(ssgen, 
     assert not marker.exists()
 
 
+@pytest.mark.e2e
 def test_trainer_checkpoints_hold_only_tensors_and_plain_containers(tmp_path):
     run = quiet_train(tiny_config(tmp_path / "run", "trainer.steps=1"))
 

@@ -8,12 +8,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from ssgen.console import Heartbeat
-from small_runs import QUICK, TINY
+from small_runs import QUICK, TINY, set_options
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.e2e
 def test_a_run_logged_to_a_file_says_what_it_loads_and_evaluates_before_step_1(tmp_path, extractor_file):
     """`ssgen train > FILE 2>&1`, as a cluster job runs it. FD at the papers' 10,000 samples on a
     CPU also says, once, what a round of evaluations costs and which --set makes it cheaper."""
@@ -24,7 +27,7 @@ def test_a_run_logged_to_a_file_says_what_it_loads_and_evaluates_before_step_1(t
     log = tmp_path / "train.log"
     with open(log, "w") as out:
         code = subprocess.call([sys.executable, "-m", "ssgen", "train", "--config", str(QUICK),
-                                *[x for o in overrides for x in ("--set", o)]], stdout=out, stderr=subprocess.STDOUT,
+                                *set_options(overrides)], stdout=out, stderr=subprocess.STDOUT,
                                cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT),
                                               "SSGEN_CACHE": str(tmp_path / "cache")})
     lines = log.read_text().splitlines()

@@ -16,7 +16,7 @@ from ssgen.losses.semi import (consistency_kl, distillation_loss, entropy, linea
                                pseudo_label_loss, soft_cross_entropy)
 from ssgen.methods.semisup.meta_pseudo_labels import meta_pseudo_label_step
 from ssgen.train.trainer import train
-from small_runs import CONFIGS
+from small_runs import CONFIGS, set_options
 
 METHODS = ["supervised", "pseudo_label", "entmin", "noisy_student", "meta_pseudo_labels", "s4l", "enaet", "distill"]
 # Few images (10% labelled: one a class), a width-8 trunk, one thread, bitwise-deterministic.
@@ -187,10 +187,11 @@ def method_args(method, run_dir, teacher_run):
     sets = [f"run_dir={run_dir}", *TINY, "trainer.steps=6", "trainer.checkpoint_every=3",
             "eval.accuracy.every=3", *extra]
     return ["train", "--config", CONFIGS / f"{method}_shapes.yaml", "--no-progress",
-            *[arg for s in sets for arg in ("--set", s)]]
+            *set_options(sets)]
 
 
 @pytest.mark.parametrize("method", METHODS)
+@pytest.mark.e2e
 def test_each_method_trains_on_shapes_is_evaluated_and_resumes_exactly(method, ssgen, tmp_path, teacher_run):
     run = tmp_path / method
     code, out, err = ssgen(*method_args(method, run, teacher_run))
@@ -231,22 +232,25 @@ def test_each_method_trains_on_shapes_is_evaluated_and_resumes_exactly(method, s
     ("distill", ["method.teacher=/no/such/run"], r"method.teacher: '/no/such/run' does not exist"),
     ("distill", ["method.temperature=0"], r"method.temperature: 0.0 is out of range; expected > 0"),
 ])
+@pytest.mark.e2e
 def test_bad_values_are_clear_errors_naming_the_value_and_the_expectation(method, overrides, words, ssgen, tmp_path):
     sets = [f"run_dir={tmp_path / 'run'}", *TINY, *overrides]
     code, out, err = ssgen("train", "--config", CONFIGS / f"{method}_shapes.yaml", "--no-progress",
-                           *[arg for s in sets for arg in ("--set", s)])
+                           *set_options(sets))
     assert code != 0
     import re
     assert re.search(words, err), err
     assert not list_checkpoints(tmp_path / "run")
 
 
+@pytest.mark.e2e
 def test_labels_outside_the_classes_are_a_clear_error(ssgen, tmp_path):
     code, out, err = ssgen("train", "--config", CONFIGS / "supervised_shapes.yaml", "--no-progress",
-                           *[a for s in [f"run_dir={tmp_path / 'run'}", *TINY, "method.classes=5"] for a in ("--set", s)])
+                           *set_options([f"run_dir={tmp_path / 'run'}", *TINY, "method.classes=5"]))
     assert code != 0 and "expected class labels 0..4 (method.classes=5)" in err, err
 
 
+@pytest.mark.e2e
 def test_a_teacher_that_does_not_classify_is_refused(ssgen, tmp_path):
     rotnet = tmp_path / "rotnet"
     train(load_config(CONFIGS / "rotnet_shapes.yaml", [f"run_dir={rotnet}", "data.train_size=32", "data.test_size=16",
@@ -254,11 +258,12 @@ def test_a_teacher_that_does_not_classify_is_refused(ssgen, tmp_path):
                                                        "eval.probe.every=0", "trainer.threads=1"]),
           progress=False, log=lambda m: None)
     code, out, err = ssgen("train", "--config", CONFIGS / "distill_shapes.yaml", "--no-progress",
-                           *[a for s in [f"run_dir={tmp_path / 'run'}", *TINY, f"method.teacher={rotnet}"] for a in ("--set", s)])
+                           *set_options([f"run_dir={tmp_path / 'run'}", *TINY, f"method.teacher={rotnet}"]))
     assert code != 0 and "is a encoder run, which does not classify" in err, err
 
 
 # ---------------------------------------------------------------- the teacher loader
+@pytest.mark.e2e
 def test_load_teacher_reads_classifier_runs_and_finetuned_files_each_read_once(teacher_run, tmp_path, monkeypatch):
     from ssgen import checkpoint, rebuild
     from ssgen.methods.semisup.distill import load_teacher
@@ -339,14 +344,15 @@ def test_transformations_regress_parameters_that_are_zero_for_the_identity():
     assert torch.equal(euclidean[:, 6:], torch.zeros(3, 2))  # no perspective row
 
 
+@pytest.mark.e2e
 def test_the_accuracy_evaluator_changes_no_weight_buffer_or_random_state(teacher_run):
     from ssgen.rebuild import load_run
-    from ssgen.config import AccuracyEvalConfig
+    from ssgen.config import HeldOutEvalConfig
     from ssgen.data import build_dataset
     from ssgen.eval.accuracy import AccuracyEvaluator
     from ssgen.images import to_float
     run = load_run(teacher_run, torch.device("cpu"))
-    evaluator = AccuracyEvaluator(AccuracyEvalConfig(every=1, test_size=16, batch_size=5),
+    evaluator = AccuracyEvaluator(HeldOutEvalConfig(every=1, test_size=16, batch_size=5),
                                   build_dataset(run.cfg.data, "test"), torch.device("cpu"), seed=0)
     state = {k: v.clone() for k, v in run.method.state_dict().items()}
     rng = torch.get_rng_state()

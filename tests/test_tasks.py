@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ssgen.checkpoint import list_checkpoints, read_checkpoint
-from ssgen.config import NetConfig, load_config
+from ssgen.config import load_config
 from ssgen.errors import ConfigError
 from ssgen.eval.metrics import read_metrics
 from ssgen.nets.base import DiscriminatorConfig, Generator
@@ -32,9 +32,9 @@ def test_ssgan_is_a_gan_with_the_rotation_task():
     batches = [torch.randn(8, 3, 32, 32) for _ in range(3)]
     for real in batches:
         torch.manual_seed(1)
-        a = ssgan.train_step(lambda: real)
+        a = ssgan.train_step(lambda real=real: real)
         torch.manual_seed(1)
-        b = gan.train_step(lambda: real)
+        b = gan.train_step(lambda real=real: real)
         assert a.keys() == b.keys() and {"loss/d_rotation", "rotation/acc_real", "rotation/acc_fake"} <= set(a)
         for key in a:
             assert torch.equal(a[key], b[key]), key
@@ -102,6 +102,7 @@ ON_AN_ENCODER = {"ibot": ["method.encoder.name=vit", "method.encoder.width=16", 
 
 
 @pytest.mark.parametrize("task", sorted(SMALL_TASK))
+@pytest.mark.e2e
 def test_each_task_trains_an_encoder_alone_probes_and_resumes(task, tmp_path):
     encoder = ON_AN_ENCODER.get(task, ["method.encoder.width=8"])
     keys = trains_probes_and_resumes_exactly(ROTNET, [*encoder, f"method.tasks=[{SMALL_TASK[task]}]"],
@@ -110,6 +111,7 @@ def test_each_task_trains_an_encoder_alone_probes_and_resumes(task, tmp_path):
 
 
 @pytest.mark.parametrize("task", sorted(set(SMALL_TASK) - set(ON_AN_ENCODER)))
+@pytest.mark.e2e
 def test_each_task_trains_on_a_gans_discriminator_probes_and_resumes(task, tmp_path):
     keys = trains_probes_and_resumes_exactly(None, ["method.name=gan", *TINY_GAN, "method.n_dis=1",
                                                    f"method.tasks=[{SMALL_TASK[task]}]"],
@@ -117,10 +119,14 @@ def test_each_task_trains_on_a_gans_discriminator_probes_and_resumes(task, tmp_p
     assert {f"loss/d_{task.split('-')[0]}", "loss/d_gan", "loss/g"} <= keys
 
 
-def test_rotnet_has_no_generator():
+def test_rotnet_is_the_encoder_method_with_rotation_and_has_no_generator():
     rotnet = build_method(load_config(ROTNET, ["method.encoder.width=8"]), "cpu")
     assert not any(isinstance(m, Generator) for m in rotnet.modules())  # no G, no G optimizer
     assert set(rotnet.optimizers()) == {"encoder"}
+    before = [p.clone() for p in rotnet.encoder.parameters()]
+    logs = rotnet.train_step(lambda: torch.randn(8, 3, 32, 32))
+    assert set(logs) == {"loss/rotation", "rotation/acc_real", "loss/total"}
+    assert not any(torch.equal(a, b) for a, b in zip(before, rotnet.encoder.parameters()))
 
 
 def test_ibot_needs_patch_tokens():
@@ -135,10 +141,14 @@ def test_jigsaw_needs_a_convolutional_carrier():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["method.name=gan", "method.tasks=[{name: colour}]"], r"method.tasks\[0\].name: unknown task 'colour'; valid: byol, dino, exemplar, ibot, jigsaw, moco, rotation, simclr"),
+    (["method.name=gan", "method.tasks=[{name: colour}]"],
+     r"method.tasks\[0\].name: unknown task 'colour'; "
+     r"valid: byol, dino, exemplar, ibot, jigsaw, moco, rotation, simclr"),
     (["method.name=gan", "method.tasks=[{name: rotation, fraktion: 1}]"], r"method.tasks\[0\]: unknown key 'fraktion'"),
-    (["method.name=gan", "method.tasks=[{name: rotation, d_weight: -1}]"], r"method.tasks\[0\].d_weight: -1.0 is out of range"),
-    (["method.name=ssgan", "method.tasks=[{name: rotation}]"], r"method.tasks\[0\].name: the rotation task is listed twice"),
+    (["method.name=gan", "method.tasks=[{name: rotation, d_weight: -1}]"],
+     r"method.tasks\[0\].d_weight: -1.0 is out of range"),
+    (["method.name=ssgan", "method.tasks=[{name: rotation}]"],
+     r"method.tasks\[0\].name: the rotation task is listed twice"),
     (["method.name=ssgan", "trainer.batch_size=30"], r"method.rotation_fraction=0.25 of trainer.batch_size=30 is 7.5"),
     (["method.name=gan", "method.tasks=[{name: rotation, fraction: 0.5}]", "trainer.batch_size=3"],
      r"method.tasks\[0\].fraction=0.5 of trainer.batch_size=3 is 1.5 images"),
@@ -162,7 +172,8 @@ def test_a_g_weight_on_a_task_without_a_generator_side_is_refused():
 
 
 def exemplar(**options):
-    cfg = load_config(ROTNET, ["method.encoder.width=8", f"method.tasks=[{{name: exemplar, {', '.join(f'{k}: {v}' for k, v in options.items())}}}]"])
+    listed = ", ".join(f"{k}: {v}" for k, v in options.items())
+    cfg = load_config(ROTNET, ["method.encoder.width=8", f"method.tasks=[{{name: exemplar, {listed}}}]"])
     torch.manual_seed(0)
     return build_method(cfg, "cpu").tasks[0]
 
@@ -187,8 +198,8 @@ def test_exemplar_classes_are_the_first_seed_images_and_their_copies_share_a_cla
 
 
 def test_exemplar_batch_mode_owners_and_the_triplet_loss_on_known_embeddings():
-    from ssgen.tasks.exemplar import batch_hard_triplet
     from ssgen.step import Batch, Progress
+    from ssgen.tasks.exemplar import batch_hard_triplet
 
     task = exemplar(mode="batch", copies=3)
     inputs = task.inputs(Batch.unlabelled(torch.rand(5, 3, 32, 32) * 2 - 1), Progress())

@@ -76,6 +76,7 @@ def test_threads_may_change_on_resume_without_force(tmp_path):
         resume_config(run, None, ["trainer.threads=1", "trainer.steps=600"], force=False)
 
 
+@pytest.mark.e2e
 def test_a_cpu_run_on_auto_threads_says_its_choice(ssgen, tmp_path):
     code, _, err = ssgen("train", "--config", QUICK, "--no-progress",
                          *[x for o in [*TINY, "trainer.steps=2", "trainer.threads=0", "trainer.device=cpu",

@@ -1,6 +1,7 @@
 """The trainer end to end on CPU: run directory layout, resume, config checks."""
 
 
+import pytest
 import torch
 import yaml
 from click.testing import CliRunner
@@ -11,7 +12,9 @@ from ssgen.eval.metrics import read_metrics
 from ssgen.checkpoint import list_checkpoints, read_checkpoint
 from ssgen.train.trainer import train
 
-from small_runs import QUICK, SMALL
+from small_runs import QUICK, SMALL, last_checkpoint, set_options
+
+pytestmark = pytest.mark.e2e  # every test here trains or runs a command
 
 
 def small_config(tmp_path, *overrides):
@@ -38,20 +41,16 @@ def test_quick_config_end_to_end_leaves_a_complete_run_dir(tmp_path):
     assert "loss/d" in events.Tags()["scalars"] and "images/samples" in events.Tags()["images"]
 
 
-def final_weights(run_dir):
-    return read_checkpoint(list_checkpoints(run_dir)[-1])["method"]
-
-
 def test_resume_continues_at_the_right_step_with_identical_state(tmp_path):
     cfg = small_config(tmp_path, "trainer.steps=6", "trainer.checkpoint_every=3", "trainer.keep_checkpoints=5")
     run = train(cfg, progress=False, log=lambda m: None)
-    uninterrupted = read_checkpoint(list_checkpoints(run)[-1])
+    uninterrupted = last_checkpoint(run)
     list_checkpoints(run)[-1].unlink()  # as if the run died after step 3's checkpoint
 
     messages = []
     train(cfg, resume=True, progress=False, log=messages.append)
     assert any("from step 3" in m for m in messages)
-    resumed = read_checkpoint(list_checkpoints(run)[-1])
+    resumed = last_checkpoint(run)
     assert resumed["step"] == 6
     for key, value in uninterrupted["method"].items():
         assert torch.equal(value, resumed["method"][key]), key
@@ -64,7 +63,7 @@ def test_resume_continues_at_the_right_step_with_identical_state(tmp_path):
 def test_resume_refuses_a_changed_config_unless_forced(tmp_path):
     run_dir = tmp_path / "run"
     args = ["train", "--config", str(QUICK), "--no-progress", "--set", f"run_dir={run_dir}",
-            *sum((["--set", s] for s in SMALL), []), "--set", "trainer.steps=2"]
+            *set_options(SMALL), "--set", "trainer.steps=2"]
     runner = CliRunner()
     assert runner.invoke(cli, args).exit_code == 0
     changed = runner.invoke(cli, ["train", "--resume", str(run_dir), "--set", "trainer.steps=4", "--no-progress"])
@@ -73,7 +72,7 @@ def test_resume_refuses_a_changed_config_unless_forced(tmp_path):
     forced = runner.invoke(cli, ["train", "--resume", str(run_dir), "--set", "trainer.steps=4", "--force",
                                  "--no-progress"])
     assert forced.exit_code == 0, forced.output
-    assert read_checkpoint(list_checkpoints(run_dir)[-1])["step"] == 4
+    assert last_checkpoint(run_dir)["step"] == 4
 
 
 def test_sample_command_writes_a_grid(tmp_path):
@@ -92,10 +91,9 @@ def test_gan_baseline_trains_through_the_same_loop(tmp_path):
     assert "loss/g" in keys and not any(k.startswith("rotation/") for k in keys)
 
 
-def test_fd_in_training_keeps_the_best_checkpoint(tmp_path, monkeypatch, extractor_file):
+def test_fd_in_training_keeps_the_best_checkpoint(tmp_path, private_cache, extractor_file):
     """FD through a user-named TorchScript extractor; the first evaluation comes before any step
     checkpoint, so best.pt must create the checkpoints folder itself."""
-    monkeypatch.setenv("SSGEN_CACHE", str(tmp_path / "cache"))
     run = train(small_config(tmp_path, "trainer.steps=4", "trainer.checkpoint_every=4", "eval.fid.every=2",
                              "eval.fid.num_samples=32", f"eval.fid.extractor={extractor_file}"),
                 progress=False, log=lambda m: None)

@@ -106,6 +106,8 @@ PRESETS: dict[str, list[ViewConfig]] = {
                         grayscale_p=0.0)],
 }
 
+NO_AUGMENTATION = "none"  # where a preset is named: the images as they are
+
 
 def view_configs(preset: str) -> list[ViewConfig]:
     """A fresh copy of a preset's views (callers may change them, e.g. the count of local crops)."""

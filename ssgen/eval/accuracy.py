@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from ssgen.config import AccuracyEvalConfig
+from ssgen.config import HeldOutEvalConfig
 from ssgen.data.base import seeded_subset
 from ssgen.eval.workload import Workload, smaller
 from ssgen.images import to_float
@@ -28,7 +28,7 @@ class AccuracyEvaluator:
     name = "accuracy"
     lower_is_better_key = None
 
-    def __init__(self, cfg: AccuracyEvalConfig, test_set, device: torch.device, seed: int):
+    def __init__(self, cfg: HeldOutEvalConfig, test_set, device: torch.device, seed: int):
         self.every, self.cfg, self.device = cfg.every, cfg, device
         self.images, self.labels = test_set.get(seeded_subset(len(test_set), cfg.test_size, seed))
         self.protocol = {"metric": "test top-1", "dataset": test_set.name, "split": test_set.split,

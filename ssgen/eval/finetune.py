@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssgen.augment import PRESETS, Augmenter, view_configs
+from ssgen.augment import NO_AUGMENTATION, PRESETS, Augmenter, view_configs
 from ssgen.config import OptimConfig, ProbeConfig, choice, ranged
 from ssgen.console import ProgressReport
 from ssgen.errors import ConfigError
@@ -35,8 +35,6 @@ from ssgen.images import to_float
 from ssgen.methods.base import Method
 from ssgen.nets.heads import FinetunedNetwork
 from ssgen.optim import build_scaled_optimizer, set_learning_rates
-
-NO_AUGMENTATION = "none"
 
 
 @dataclass
@@ -48,7 +46,7 @@ class FinetuneConfig:
     steps: int = ranged(500, 1)      # stage-2 updates
     batch_size: int = ranged(64, 1)  # stage 2's (at most the labelled images)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(
-        name="adam", lr=1e-3, betas=[0.9, 0.999], schedule="cosine"))  # the head's rate
+        name="adam", lr=1e-3, schedule="cosine"))  # the head's rate
     trunk_lr_scale: float = ranged(0.1, 0.0)  # the pretrained part's rate / the head's (0: frozen in stage 2 too)
     augment: str = choice("weak", *PRESETS, NO_AUGMENTATION)  # an ssgen.augment preset's first view, or none
     max_iter: int = ranged(ProbeConfig.max_iter, 1)  # stage 1: the probe's fit, to its tolerance, capped here

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ssgen.config import TasksEvalConfig
+from ssgen.config import HeldOutEvalConfig
 from ssgen.data.base import seeded_subset
 from ssgen.eval.workload import Workload, smaller
 from ssgen.images import to_float
@@ -28,7 +28,7 @@ class HeldOutTasksEvaluator:
     name = "tasks"
     lower_is_better_key = None
 
-    def __init__(self, cfg: TasksEvalConfig, test_set, device: torch.device, seed: int):
+    def __init__(self, cfg: HeldOutEvalConfig, test_set, device: torch.device, seed: int):
         self.every, self.cfg, self.device, self.seed = cfg.every, cfg, device, seed
         self.images = test_set.get(seeded_subset(len(test_set), cfg.test_size, seed))[0]
         self.protocol = {"metric": "self-supervised tasks on held-out images", "dataset": test_set.name,

@@ -36,8 +36,8 @@ class GANConfig(MethodConfig):
     n_dis: int = ranged(5, 1)                       # D steps per G step
     generator: NetConfig = net(GENERATORS, width=256)
     discriminator: DiscriminatorConfig = by_name(DISCRIMINATORS, lambda: DiscriminatorConfig(width=128))
-    g_optim: OptimConfig = field(default_factory=OptimConfig)
-    d_optim: OptimConfig = field(default_factory=OptimConfig)
+    g_optim: OptimConfig = field(default_factory=lambda: OptimConfig(betas=[0.0, 0.9]))  # SNGAN's Adam
+    d_optim: OptimConfig = field(default_factory=lambda: OptimConfig(betas=[0.0, 0.9]))
     z_distribution: str = choice("normal", "normal", "uniform")  # G's latent: N(0, 1), or U(-1, 1) (compare_gan)
     ema_decay: float = ranged(0.0, 0.0, 0.99999)    # EMA of G's weights for sampling; 0: off
     ema_start: int = ranged(0, 0)                   # G step the EMA starts averaging at; before it, G's weights

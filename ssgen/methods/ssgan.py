@@ -24,26 +24,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ssgen.config import ranged
+from ssgen.config import ranged, same_as
 from ssgen.methods.gan import GAN, GANConfig, check_ema
 from ssgen.registry import METHODS
 from ssgen.tasks.base import check_tasks, listed_keys
-from ssgen.tasks.rotation import RotationConfig
+from ssgen.tasks.rotation import Rotation, RotationConfig
 
-# The rotation task's fields under the names SS-GAN's config gives them.
-PAPER_NAMES = {"d_weight": "method.beta", "g_weight": "method.alpha", "fraction": "method.rotation_fraction"}
+# SS-GAN's name for each field of its rotation task.
+PAPER_NAMES = {"beta": "d_weight", "alpha": "g_weight", "rotation_fraction": "fraction"}
+TASK_NAMES = {task_field: paper for paper, task_field in PAPER_NAMES.items()}
 
 
 @dataclass
 class SSGANConfig(GANConfig):
     name: str = "ssgan"
-    beta: float = ranged(1.0, 0.0)               # weight of D's rotation loss on real images
-    alpha: float = ranged(0.2, 0.0)              # weight of G's rotation loss on fake images
-    rotation_fraction: float = ranged(0.25, 0.0, 1.0, low_open=True)  # share of the batch rotated 4 ways
+    beta: float = same_as(RotationConfig, "d_weight")             # weight of D's rotation loss on real images
+    alpha: float = ranged(Rotation.default_g_weight, 0.0)         # weight of G's rotation loss on fake images
+    rotation_fraction: float = same_as(RotationConfig, "fraction")  # share of the batch rotated 4 ways
 
 
-def rotation_config(cfg: SSGANConfig) -> RotationConfig:
-    return RotationConfig(d_weight=cfg.beta, g_weight=cfg.alpha, fraction=cfg.rotation_fraction)
+def ssgan_tasks(cfg: SSGANConfig) -> list:
+    """The rotation task that SS-GAN's own fields configure, then any further tasks on D."""
+    rotation = RotationConfig(**{task_field: getattr(cfg, paper) for paper, task_field in PAPER_NAMES.items()})
+    return [rotation, *cfg.tasks]
 
 
 @METHODS.register("ssgan")
@@ -51,14 +54,13 @@ class SSGAN(GAN):
     Config = SSGANConfig
 
     def task_configs(self):
-        return [rotation_config(self.cfg), *self.cfg.tasks]
+        return ssgan_tasks(self.cfg)
 
     @classmethod
     def check_config(cls, cfg) -> None:
         check_ema(cfg)
-        tasks = [rotation_config(cfg.method), *cfg.method.tasks]
-        check_tasks(tasks, cfg, [lambda field: PAPER_NAMES.get(field, f"method.{field}"),
-                                 *listed_keys(len(cfg.method.tasks))])
+        check_tasks(ssgan_tasks(cfg.method), cfg, [lambda field: f"method.{TASK_NAMES.get(field, field)}",
+                                                   *listed_keys(len(cfg.method.tasks))])
 
     @property
     def rotation_head(self):

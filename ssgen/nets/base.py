@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssgen.config import NetConfig, choice
+from ssgen.config import NetConfig, choice, ranged
 from ssgen.errors import ConfigError
 from ssgen.nets.blocks import generator_norm, sn_conv, sn_linear
 
@@ -53,6 +53,12 @@ class Generator(nn.Module):
         for block in self.blocks:
             h = block(h, z)
         return torch.tanh(self.to_rgb(F.relu(self.norm(h, z))))  # [B, 3, R, R] in [-1, 1]
+
+
+@dataclass
+class GeneratorConfig(NetConfig):
+    z_dim: int = ranged(128, 1)    # latent size
+    sbn: bool = False              # self-modulated batch norm (the SS-GAN paper's best model)
 
 
 @dataclass

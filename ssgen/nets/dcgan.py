@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssgen.config import NetConfig
-from ssgen.nets.base import Discriminator, DiscriminatorConfig, Generator, check_resolution, scaled_channels
+from ssgen.nets.base import (Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, check_resolution,
+                             scaled_channels)
 from ssgen.nets.blocks import BatchNorm2d, initialised, sn_conv
 from ssgen.registry import DISCRIMINATORS, GENERATORS
 
@@ -49,8 +49,8 @@ def conv_stage(in_channels: int, out_channels: int, spectral_norm: bool, downsam
     return nn.Sequential(*layers)
 
 
-@GENERATORS.register("dcgan")
-def dcgan_generator(cfg: NetConfig, resolution: int) -> Generator:
+@GENERATORS.register("dcgan", config=GeneratorConfig)
+def dcgan_generator(cfg: GeneratorConfig, resolution: int) -> Generator:
     check_resolution(resolution, RESOLUTIONS, "generator 'dcgan'")
     channels = scaled_channels(cfg.width, (1, 2, 4, 8), "generator 'dcgan'")
     return Generator(cfg.z_dim, resolution // 8, channels, UpConv, self_modulated=cfg.sbn)

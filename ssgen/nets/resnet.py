@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from ssgen.config import NetConfig
-from ssgen.nets.base import Discriminator, DiscriminatorConfig, Generator, check_resolution, scaled_channels
+from ssgen.nets.base import (Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, check_resolution,
+                             scaled_channels)
 from ssgen.nets.blocks import OptimizedResBlockDown, ResBlockDown, ResBlockUp
 from ssgen.registry import DISCRIMINATORS, GENERATORS
 
@@ -30,8 +30,8 @@ DISCRIMINATOR_PLANS = {
 }
 
 
-@GENERATORS.register("resnet")
-def resnet_generator(cfg: NetConfig, resolution: int) -> Generator:
+@GENERATORS.register("resnet", config=GeneratorConfig)
+def resnet_generator(cfg: GeneratorConfig, resolution: int) -> Generator:
     check_resolution(resolution, GENERATOR_PLANS, "generator 'resnet'")
     start_size, divisors = GENERATOR_PLANS[resolution]
     channels = scaled_channels(cfg.width, divisors, "generator 'resnet'")

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssgen.augment import PRESETS, Augmenter, augmented_views, view_configs
+from ssgen.augment import NO_AUGMENTATION, PRESETS, Augmenter, augmented_views, view_configs
 from ssgen.config import MethodConfig, NetConfig, OptimConfig, choice, net, ranged
 from ssgen.errors import ConfigError, DataError
 from ssgen.losses.classification import cross_entropy_with_accuracy
@@ -40,7 +40,6 @@ from ssgen.registry import ENCODERS
 from ssgen.step import Batch, DataInfo, Progress, as_batch, join_batches
 from ssgen.methods.carrier import encode_together
 
-NO_AUGMENTATION = "none"
 ONE_VS_ALL = "one_vs_all"
 # The methods whose labels reach the loss through `supervised_loss` alone, as the schedule needs.
 SCHEDULED_METHODS = ("supervised", "s4l")
@@ -63,7 +62,7 @@ class ClassifierConfig(MethodConfig):
     label_schedule: LabelScheduleConfig = field(default_factory=LabelScheduleConfig)
     dropout: float = ranged(0.0, 0.0, 1.0)           # before the linear head, while training
     augment: str = "weak"                            # an ssgen.augment preset for training images, or none
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, betas=[0.9, 0.999]))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3))
 
 
 @dataclass
@@ -193,10 +192,12 @@ class Classifier(Method):
         if method.label_schedule.kind == ONE_VS_ALL:
             if method.name not in SCHEDULED_METHODS:
                 raise ConfigError(f"method.label_schedule.kind={ONE_VS_ALL} is for method.name "
-                                  f"{' or '.join(SCHEDULED_METHODS)}, not {method.name} (whose other terms read the labels)")
+                                  f"{' or '.join(SCHEDULED_METHODS)}, not {method.name} "
+                                  "(whose other terms read the labels)")
             if method.classes < 3:
                 raise ConfigError(f"method.label_schedule.kind={ONE_VS_ALL} with method.classes={method.classes}: "
-                                  "expected the data's number of classes, at least 3 (the head is made 2-way by itself)")
+                                  "expected the data's number of classes, at least 3 "
+                                  "(the head is made 2-way by itself)")
 
     # ---------------------------------------------------------------- what the evaluators use
     @property
@@ -263,7 +264,8 @@ class Classifier(Method):
     def check_labels(self, batch: Batch) -> None:
         labels = batch.labels
         if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= self.cfg.classes):
-            raise DataError(f"a labelled batch holds label {int(labels.min()) if labels.min() < 0 else int(labels.max())}; "
+            bad = int(labels.min()) if labels.min() < 0 else int(labels.max())
+            raise DataError(f"a labelled batch holds label {bad}; "
                             f"expected class labels 0..{self.cfg.classes - 1} (method.classes={self.cfg.classes}): "
                             "set method.classes to the data's number of classes, or give the images class labels")
         self.labels_checked = True

@@ -32,7 +32,7 @@ from ssgen.methods.carrier import encode_together
 class MetaPseudoLabelsConfig(ClassifierConfig):
     name: str = "meta_pseudo_labels"
     teacher_encoder: NetConfig = net(ENCODERS, width=32, spectral_norm=False)
-    teacher_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, betas=[0.9, 0.999]))
+    teacher_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3))
 
 
 def meta_pseudo_label_step(teacher: nn.Module, student: nn.Module, update_student: Callable[[torch.Tensor], None],
