@@ -105,7 +105,7 @@ class Method(nn.Module):
             raise ConfigError("trainer.compile=step keeps no host sync inside a step, and "
                               "trainer.nonfinite=skip needs one per update; use trainer.nonfinite=stop "
                               "or trainer.compile=modules")
-        if world()[1] > 1:
+        if world().size > 1:
             raise ConfigError("trainer.compile=step runs in one process; under torchrun use trainer.compile=modules")
         self._compiled = {name: CompiledStep(name, getattr(self, f"{name}_step"), self.prepare_compiled_update,
                                              device, backend) for name in self.steps}

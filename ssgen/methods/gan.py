@@ -120,7 +120,7 @@ class GAN(Method):
 
     def training_noise(self, n: int) -> torch.Tensor:
         """This process's n latents out of the global batch's (identical to one process's draw)."""
-        return local_slice(self.noise(n * world()[1]))
+        return local_slice(self.noise(n * world().size))
 
     steps = ("d", "g")
 

@@ -135,7 +135,7 @@ def augmented_views(augment: Callable[[torch.Tensor], list[torch.Tensor]], x: to
     """augment(x) for this process's slice, drawn as one process draws for the global batch
     (every process augments the global batch's worth and keeps its rows), so K processes see
     the views one process would."""
-    world_size = world()[1]
+    world_size = world().size
     if world_size == 1:
         return augment(x)
     return [local_slice(view) for view in augment(torch.cat([x] * world_size))]

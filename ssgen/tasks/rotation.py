@@ -44,7 +44,7 @@ class Rotation(Task):
     def check_config(cls, task_cfg: RotationConfig, cfg, key) -> None:
         super().check_config(task_cfg, cfg, key)
         # Under torchrun each process rotates that fraction of its own slice of the batch.
-        processes = world()[1]
+        processes = world().size
         rotated = cfg.trainer.batch_size // processes * task_cfg.fraction
         if rotated < 1 or rotated != int(rotated):
             where = f" per process ({processes} processes)" if processes > 1 else ""
