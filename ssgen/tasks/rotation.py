@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ssgen.config import ranged
+from ssgen.config import bounded
 from ssgen.errors import ConfigError
 from ssgen.losses.classification import cross_entropy_with_accuracy
 from ssgen.nets.heads import mlp
@@ -26,7 +26,7 @@ from ssgen.tasks.base import Task, TaskConfig, TaskInputs
 @dataclass
 class RotationConfig(TaskConfig):
     name: str = "rotation"
-    fraction: float = ranged(0.25, 0.0, 1.0, low_open=True)  # share of the batch shown in all four rotations
+    fraction: float = bounded(0.25, above=0.0, maximum=1.0)  # share of the batch shown in all four rotations
 
 
 @TASKS.register("rotation")
