@@ -67,7 +67,8 @@ def test_every_shipped_config_loads_passes_its_checks_and_builds(tmp_path):
     teacher = tmp_path / "teacher"
     quiet_train(load_config(CONFIGS / "supervised_shapes.yaml",
                             [f"run_dir={teacher}", "data.train_size=40", "data.test_size=10", "trainer.batch_size=4",
-                             "trainer.steps=1", "method.encoder.width=8", "eval.accuracy.every=0", "trainer.threads=1"]))
+                             "trainer.steps=1", "method.encoder.width=8", "eval.accuracy.every=0",
+                             "trainer.threads=1"]))
     paths = sorted(CONFIGS.glob("*.yaml"))
     assert len(paths) >= 20
     for path in paths:

@@ -253,9 +253,9 @@ def test_labels_outside_the_classes_are_a_clear_error(ssgen, tmp_path):
 @pytest.mark.e2e
 def test_a_teacher_that_does_not_classify_is_refused(ssgen, tmp_path):
     rotnet = tmp_path / "rotnet"
-    quiet_train(load_config(CONFIGS / "rotnet_shapes.yaml", [f"run_dir={rotnet}", "data.train_size=32", "data.test_size=16",
-                                                             "trainer.batch_size=8", "trainer.steps=1", "method.encoder.width=8",
-                                                             "eval.probe.every=0", "trainer.threads=1"]))
+    quiet_train(load_config(CONFIGS / "rotnet_shapes.yaml",
+                            [f"run_dir={rotnet}", "data.train_size=32", "data.test_size=16", "trainer.batch_size=8",
+                             "trainer.steps=1", "method.encoder.width=8", "eval.probe.every=0", "trainer.threads=1"]))
     code, out, err = ssgen("train", "--config", CONFIGS / "distill_shapes.yaml", "--no-progress",
                            *set_options([f"run_dir={tmp_path / 'run'}", *TINY, f"method.teacher={rotnet}"]))
     assert code != 0 and "is a encoder run, which does not classify" in err, err
