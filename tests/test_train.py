@@ -48,7 +48,7 @@ def test_resume_continues_at_the_right_step_with_identical_state(tmp_path):
     list_checkpoints(run)[-1].unlink()  # as if the run died after step 3's checkpoint
 
     messages = []
-    train(cfg, resume=True, progress=False, log=messages.append)
+    train(cfg, resume=True, bar=False, log=messages.append)
     assert any("from step 3" in m for m in messages)
     resumed = last_checkpoint(run)
     assert resumed["step"] == 6
