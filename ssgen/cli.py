@@ -134,7 +134,7 @@ def train(config_path, overrides, resume_dir, force, overwrite, no_progress, see
         if seed_list and main_process:
             click.echo(f"seed {cfg.seed} ({index + 1} of {len(configs)}): {cfg.run_dir}", err=True)
         try:
-            run_dir = run_training(cfg, resume=bool(resume_dir), progress=not no_progress, overwrite=overwrite,
+            run_dir = run_training(cfg, resume=bool(resume_dir), bar=not no_progress, overwrite=overwrite,
                                    log=lambda msg: click.echo(msg, err=True))
         except Stopped as stop:
             if main_process:

@@ -37,10 +37,12 @@ def choice_or_bool(default: str, options: tuple[str, ...], aliases: dict[bool, s
     return field(default=default, metadata={"choices": options, "aliases": aliases})
 
 
-def ranged(default: Any, low: float | None = None, high: float | None = None, *,
-           low_open: bool = False) -> Any:
-    """A number field checked against [low, high] ((low, high] when low_open)."""
-    return field(default=default, metadata={"low": low, "high": high, "low_open": low_open})
+def bounded(default: Any, *, minimum: float | None = None, above: float | None = None,
+            maximum: float | None = None) -> Any:
+    """A number field with its default and bounds: at least `minimum` (or more than `above`), at
+    most `maximum`."""
+    assert minimum is None or above is None, "one lower bound"
+    return field(default=default, metadata={"minimum": minimum, "above": above, "maximum": maximum})
 
 
 def same_as(section: type, name: str) -> Any:
@@ -72,20 +74,20 @@ def path_field(default: str = "") -> Any:
 class DataConfig:
     name: str = "shapes"           # dataset registry name: shapes, folder, cifar10, cifar100, stl10
     path: str = ""                 # folder or .zip for `folder`; download/cache root for torchvision sets
-    resolution: int = ranged(32, 8)
-    train_size: int = ranged(0, 0)  # 0: the dataset's full train split (shapes: its default size)
-    test_size: int = ranged(0, 0)   # 0: the full test split
+    resolution: int = bounded(32, minimum=8)
+    train_size: int = bounded(0, minimum=0)  # 0: the dataset's full train split (shapes: its default size)
+    test_size: int = bounded(0, minimum=0)  # 0: the full test split
     flip: bool = True              # random horizontal flips while training
     device_resident: str = choice("auto", "auto", "yes", "no")  # hold uint8 images on the device
-    workers: int = ranged(2, 0)    # DataLoader workers when streaming
+    workers: int = bounded(2, minimum=0)  # DataLoader workers when streaming
     download: bool = False         # torchvision sets: allow a download into `path`
     seed: int = 0                  # procedural data (shapes), subset and holdout selection
     # A folder with no test split beside it: the share of each class held out (seeded by `seed`)
     # as the test split of the probe and FD, never trained on; 0: hold nothing out.
-    holdout: float = ranged(0.1, 0.0, 0.5)
+    holdout: float = bounded(0.1, minimum=0.0, maximum=0.5)
     # Labels kept for training (semi-supervised methods, fine-tuning): a count in all (4000: CIFAR-10's
     # 400 a class) or a share of each class (0.1); the rest of the train split is unlabelled. 0: all.
-    labels: float = ranged(0.0, 0.0)
+    labels: float = bounded(0.0, minimum=0.0)
 
 
 @dataclass
@@ -93,7 +95,7 @@ class NetConfig:
     """Options every network takes; a network with more options registers a subclass (a
     generator's latent: GeneratorConfig, nets/base.py)."""
     name: str = "resnet"           # registry name (generator / discriminator / encoder / decoder)
-    width: int = ranged(128, 1)    # channels of the residual/conv blocks
+    width: int = bounded(128, minimum=1)  # channels of the residual/conv blocks
     spectral_norm: bool = True     # spectral norm in D / encoders that use it
     # Keys that every network section held in configs saved before GeneratorConfig, though only a
     # generator read them: a saved run's config (config_from_dict) drops them where a network has
@@ -113,15 +115,15 @@ def net(registry: Registry = ENCODERS, **defaults) -> Any:
 class OptimConfig:
     """One optimizer and its learning-rate schedule (ssgen/optim.py)."""
     name: str = named(OPTIMIZERS, "adam")   # adam, adamw, sgd, lars
-    lr: float = ranged(2e-4, 0.0, low_open=True)
+    lr: float = bounded(2e-4, above=0.0)
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adam, adamw: Adam's own (a GAN's: 0.0, 0.9)
-    momentum: float = ranged(0.9, 0.0, 1.0)      # sgd, lars
+    momentum: float = bounded(0.9, minimum=0.0, maximum=1.0)  # sgd, lars
     nesterov: bool = False                       # sgd, lars
-    weight_decay: float = ranged(0.0, 0.0)
+    weight_decay: float = bounded(0.0, minimum=0.0)
     decay_norms_and_biases: bool = False         # false: 1-d tensors get no weight decay (nor LARS scaling)
-    trust: float = ranged(1e-3, 0.0, low_open=True)  # lars: the trust coefficient
+    trust: float = bounded(1e-3, above=0.0)  # lars: the trust coefficient
     schedule: str = named(SCHEDULES, "linear")   # linear (to 0), cosine (to 0), constant
-    warmup_steps: int = ranged(0, 0)             # linear warm-up before the schedule
+    warmup_steps: int = bounded(0, minimum=0)    # linear warm-up before the schedule
 
 
 @dataclass
@@ -135,8 +137,8 @@ COMPILE_MODES = ("eager", "modules", "step")
 
 @dataclass
 class TrainerConfig:
-    steps: int = ranged(1000, 1)            # method steps (a GAN step = n_dis D steps + 1 G step)
-    batch_size: int = ranged(64, 1)
+    steps: int = bounded(1000, minimum=1)   # method steps (a GAN step = n_dis D steps + 1 G step)
+    batch_size: int = bounded(64, minimum=1)
     device: str = "auto"                    # auto (cuda if available), cpu, cuda, cuda:N
     precision: str = choice("auto", "auto", "fp32", "bf16")  # auto: bf16 autocast on GPU, fp32 on CPU
     # eager; modules: torch.compile each network; step: each whole train step (forward, backward,
@@ -148,58 +150,58 @@ class TrainerConfig:
     # channels_last on a CPU, where oneDNN's convolutions run faster that way, and contiguous on a
     # GPU, where it is not measured yet (docs/performance.md).
     memory_format: str = choice("auto", "auto", "contiguous", "channels_last")
-    log_every: int = ranged(50, 1)
-    sample_every: int = ranged(500, 1)
-    checkpoint_every: int = ranged(500, 1)
-    keep_checkpoints: int = ranged(3, 1)
-    num_grid_images: int = ranged(64, 1)
+    log_every: int = bounded(50, minimum=1)
+    sample_every: int = bounded(500, minimum=1)
+    checkpoint_every: int = bounded(500, minimum=1)
+    keep_checkpoints: int = bounded(3, minimum=1)
+    num_grid_images: int = bounded(64, minimum=1)
     deterministic: bool = False             # torch.use_deterministic_algorithms: bitwise resume on CPU
     nonfinite: str = choice("stop", "stop", "skip")  # on a NaN/inf loss: stop, or skip the step
     # CPU threads for torch; 0: auto, the physical cores less those busy with other work at the
     # start (ssgen/threads.py). A run-time setting, not the recipe's: --resume may change it.
-    threads: int = ranged(0, 0)
+    threads: int = bounded(0, minimum=0)
 
 
 @dataclass
 class FIDConfig:
-    every: int = ranged(0, 0)               # steps between evaluations; 0: off
-    num_samples: int = ranged(10000, 2)
+    every: int = bounded(0, minimum=0)      # steps between evaluations; 0: off
+    num_samples: int = bounded(10000, minimum=2)
     extractor: str = "auto"  # auto: shapes for the shapes data, else inception-v3-compat; or a TorchScript file
     weights: str = ""                       # local Inception weights file (offline)
     split: str = choice("train", "train", "test")
-    batch_size: int = ranged(250, 1)
+    batch_size: int = bounded(250, minimum=1)
 
 
 @dataclass
 class FrozenFeaturesConfig:
     """What the two monitors of frozen features, the linear probe and kNN, both read: which layers,
     on how many labelled images, how often. One evaluator serves both (eval/__init__.py)."""
-    every: int = ranged(0, 0)               # steps between evaluations; 0: off
+    every: int = bounded(0, minimum=0)      # steps between evaluations; 0: off
     layers: list[str] = field(default_factory=list)  # empty: the method's default feature layer
-    train_size: int = ranged(10000, 1)      # labelled training images (the probe's fit, kNN's neighbours)
-    test_size: int = ranged(10000, 1)
-    batch_size: int = ranged(500, 1)        # feature extraction batch
+    train_size: int = bounded(10000, minimum=1)  # labelled training images (the probe's fit, kNN's neighbours)
+    test_size: int = bounded(10000, minimum=1)
+    batch_size: int = bounded(500, minimum=1)  # feature extraction batch
 
 
 @dataclass
 class ProbeConfig(FrozenFeaturesConfig):
     """The linear probe (eval/probe.py): a logistic regression fit on frozen features."""
     # A fit on fewer than 10 images measures nothing: the probe's floor is higher than kNN's.
-    train_size: int = ranged(FrozenFeaturesConfig.train_size, 10)
-    test_size: int = ranged(FrozenFeaturesConfig.test_size, 10)
+    train_size: int = bounded(FrozenFeaturesConfig.train_size, minimum=10)
+    test_size: int = bounded(FrozenFeaturesConfig.test_size, minimum=10)
     # The fit stops once the max-abs of the loss's gradient (mean cross-entropy + 0.5 l2 |W|^2 of
     # standardised features) falls below `tolerance`; `max_iter` only caps it, and a fit that hits
     # the cap unconverged warns. 1000 is generous: the slowest features seen so far took about 900.
-    max_iter: int = ranged(1000, 1)         # L-BFGS iteration cap
-    tolerance: float = ranged(1e-6, 0.0, low_open=True)
-    l2: float = ranged(1e-4, 0.0)
+    max_iter: int = bounded(1000, minimum=1)  # L-BFGS iteration cap
+    tolerance: float = bounded(1e-6, above=0.0)
+    l2: float = bounded(1e-4, minimum=0.0)
 
 
 @dataclass
 class KNNConfig(FrozenFeaturesConfig):
     """The weighted kNN monitor of frozen features (eval/knn.py), as the SSL libraries report it."""
-    k: int = ranged(200, 1)
-    temperature: float = ranged(0.1, 0.0, low_open=True)
+    k: int = bounded(200, minimum=1)
+    temperature: float = bounded(0.1, above=0.0)
 
 
 @dataclass
@@ -208,19 +210,19 @@ class HeldOutEvalConfig:
     its self-supervised tasks (eval.tasks: rotation and jigsaw accuracy, what the training batches'
     figures estimate from a few images), or a classifier's test top-1 (eval.accuracy: the
     semi-supervised methods). Each section sets its own sizes (EvalConfig)."""
-    every: int = ranged(0, 0)               # steps between evaluations; 0: off
-    test_size: int = ranged(10000, 1)
-    batch_size: int = ranged(500, 1)
+    every: int = bounded(0, minimum=0)      # steps between evaluations; 0: off
+    test_size: int = bounded(10000, minimum=1)
+    batch_size: int = bounded(500, minimum=1)
 
 
 @dataclass
 class PastFakesConfig:
     """A GAN's forgetting monitor (eval/past_fakes.py): G's fakes archived every `every` steps and
     scored by each later D, without labels."""
-    every: int = ranged(0, 0)               # steps between archives (and evaluations); 0: off
-    num_images: int = ranged(500, 1)        # fakes per archive
-    keep: int = ranged(20, 1)               # archives kept, the oldest dropped: ages up to keep * every
-    batch_size: int = ranged(250, 1)        # G's batch (its batch norm normalises by it) and D's
+    every: int = bounded(0, minimum=0)      # steps between archives (and evaluations); 0: off
+    num_images: int = bounded(500, minimum=1)  # fakes per archive
+    keep: int = bounded(20, minimum=1)      # archives kept, the oldest dropped: ages up to keep * every
+    batch_size: int = bounded(250, minimum=1)  # G's batch (its batch norm normalises by it) and D's
 
 
 @dataclass
@@ -303,12 +305,13 @@ def _check_range(value: Any, meta: typing.Mapping, key: str) -> None:
         raise ConfigError(f"{key}: {value!r} is not one of {', '.join(meta['choices'])}{also}")
     if "names" in meta:
         meta["names"].get(value, key)  # a ConfigError listing the valid names
-    low, high = meta.get("low"), meta.get("high")
-    if low is not None and (value < low or (meta.get("low_open") and value == low)):
-        sign = ">" if meta.get("low_open") else ">="
-        raise ConfigError(f"{key}: {value!r} is out of range; expected {sign} {low}")
-    if high is not None and value > high:
-        raise ConfigError(f"{key}: {value!r} is out of range; expected <= {high}")
+    minimum, above, maximum = meta.get("minimum"), meta.get("above"), meta.get("maximum")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{key}: {value!r} is out of range; expected >= {minimum}")
+    if above is not None and value <= above:
+        raise ConfigError(f"{key}: {value!r} is out of range; expected > {above}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{key}: {value!r} is out of range; expected <= {maximum}")
 
 
 def _default(f: dataclasses.Field) -> Any:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -94,11 +94,16 @@ def teardown(wait: bool = True) -> None:
     _control = None
 
 
-def world() -> tuple[int, int]:
-    """(rank, world_size) of this process; (0, 1) outside torchrun."""
+class World(NamedTuple):
+    rank: int  # this process's place among them, 0 for the main one
+    size: int  # how many processes train together
+
+
+def world() -> World:
+    """This process's rank and the world's size; (0, 1) outside torchrun."""
     if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+        return World(dist.get_rank(), dist.get_world_size())
+    return World(0, 1)
 
 
 def local_slice(global_tensor: torch.Tensor, rank: int | None = None, world_size: int | None = None) -> torch.Tensor:
@@ -114,7 +119,7 @@ def global_draw(corrupt: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
     the random numbers one process draws for the global batch: every process corrupts x repeated
     to the global length and keeps its own rows. (Drawn for the slice alone, every process would
     corrupt its images exactly as rank 0 does.)"""
-    world_size = world()[1]
+    world_size = world().size
     if world_size == 1:
         return corrupt(x)
     return local_slice(corrupt(torch.cat([x] * world_size)))
@@ -123,7 +128,7 @@ def global_draw(corrupt: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
 def average_gradients(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> torch.Tensor:
     """Average the gradients of `optimizer`'s parameters (and the loss) across processes, in one
     all-reduce of a flat buffer. Returns the averaged loss."""
-    if world()[1] == 1:
+    if world().size == 1:
         return loss
     grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
     flat = torch.cat([g.reshape(-1) for g in grads] + [loss.detach().reshape(1).to(grads[0].dtype)])
@@ -140,7 +145,7 @@ def average_values(values: dict[str, torch.Tensor]) -> dict[str, float]:
     """{name: float} of a step's logged 0-d tensors, averaged over the processes (one all-reduce):
     the means over the global batch, since every process holds an equal slice of it. Every
     process gets the same figures, so decisions taken on them (non-finite loss) agree."""
-    if world()[1] == 1 or not values:
+    if world().size == 1 or not values:
         return {k: float(v) for k, v in values.items()}
     stacked = torch.stack([v.detach().float().reshape(()) for v in values.values()])
     dist.all_reduce(stacked)
@@ -150,7 +155,7 @@ def average_values(values: dict[str, torch.Tensor]) -> dict[str, float]:
 
 def any_rank(flag: bool) -> bool:
     """True in every process if `flag` is true in any (e.g. one of them was sent SIGTERM)."""
-    if world()[1] == 1:
+    if world().size == 1:
         return flag
     t = torch.tensor([int(flag)])
     dist.all_reduce(t, op=dist.ReduceOp.MAX, group=_control)
@@ -166,7 +171,7 @@ def broadcast_buffers(module: torch.nn.Module) -> None:
     """Rank 0's buffers (batch-norm running statistics, which each process gathered over its own
     slice) into every process, as DDP does: eval-mode forward passes then agree with rank 0 and
     its checkpoints."""
-    if world()[1] == 1:
+    if world().size == 1:
         return
     for buffer in module.buffers():
         dist.broadcast(buffer, src=0)
@@ -248,6 +253,6 @@ def gather_with_grad(rows: torch.Tensor) -> torch.Tensor:
     Gradients are summed over processes in backward, and average_gradients later divides by the
     number of processes: a loss that is the mean over the global batch then gets exactly the
     one-process gradient."""
-    if world()[1] == 1:
+    if world().size == 1:
         return rows
     return _GatherWithGrad.apply(rows)

@@ -31,7 +31,7 @@ def quiet_train(cfg, **kwargs):
     """trainer.train (resume=..., stop=...) with no progress bar and no log lines."""
     from ssgen.train.trainer import train
 
-    return train(cfg, progress=False, log=lambda message: None, **kwargs)
+    return train(cfg, bar=False, log=lambda message: None, **kwargs)
 
 
 def last_checkpoint(run_dir) -> dict:

@@ -25,10 +25,11 @@ from ssgen.config import load_config
 from ssgen.config import OptimConfig
 from ssgen.errors import ConfigError
 from ssgen.optim import build_optimizer, compiled_update, prepare_state
+from ssgen.config import OptimConfig
 from ssgen.rebuild import build_method
 from ssgen.train.trainer import train
 
-from small_runs import CONFIGS, QUICK, TINY, TINY_GAN
+from small_runs import CONFIGS, QUICK, TINY, TINY_GAN, quiet_train
 
 TOLERANCE = dict(rtol=1e-4, atol=1e-5)  # float32 sums taken in another order, over a few steps
 FLOAT64_TOLERANCE = dict(rtol=1e-10, atol=1e-12)  # aot_eager in float64 agrees to 2e-15 (measured)
@@ -235,7 +236,7 @@ def test_compile_setting_reads_names_and_the_old_booleans():
 def test_compiled_step_refuses_skip_mode_before_any_compute(tmp_path):
     cfg = load_config(QUICK, [f"run_dir={tmp_path / 'run'}", *TINY, "trainer.compile=step", "trainer.nonfinite=skip"])
     with pytest.raises(ConfigError, match="trainer.nonfinite=skip needs one per update"):
-        train(cfg, progress=False, log=lambda m: None)
+        quiet_train(cfg)
 
 
 
@@ -278,11 +279,11 @@ def test_inductor_whole_step_equals_eager_and_trains_through_the_trainer(tmp_pat
     # Through the trainer, with a resume at step 2: the same step-4 checkpoint as one go.
     from ssgen.checkpoint import list_checkpoints, read_checkpoint
     sets = [*TINY, "trainer.compile=step", "trainer.steps=4", "trainer.checkpoint_every=2", "trainer.keep_checkpoints=5"]
-    whole = train(load_config(QUICK, [f"run_dir={tmp_path / 'a'}", *sets]), progress=False, log=lambda m: None)
+    whole = quiet_train(load_config(QUICK, [f"run_dir={tmp_path / 'a'}", *sets]))
     part = load_config(QUICK, [f"run_dir={tmp_path / 'b'}", *sets])
-    train(part, progress=False, log=lambda m: None)
+    quiet_train(part)
     list_checkpoints(part.run_dir)[-1].unlink()
-    train(part, resume=True, progress=False, log=lambda m: None)
+    quiet_train(part, resume=True)
     a, b = (read_checkpoint(list_checkpoints(d)[-1])["method"] for d in (whole, part.run_dir))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -344,10 +345,10 @@ class Streams:
 def teacher(tmp_path_factory):
     """A supervised run for distill's teacher, 2 steps of width 8."""
     run = tmp_path_factory.mktemp("teacher") / "supervised"
-    train(load_config(CONFIGS / "supervised_shapes.yaml",
-                      [f"run_dir={run}", "method.encoder.width=8", "data.train_size=40", "data.test_size=16",
-                       "trainer.batch_size=8", "trainer.steps=2", "trainer.threads=1", "eval.accuracy.every=0",
-                       "eval.probe.every=0"]), progress=False, log=lambda m: None)
+    quiet_train(load_config(CONFIGS / "supervised_shapes.yaml",
+                            [f"run_dir={run}", "method.encoder.width=8", "data.train_size=40", "data.test_size=16",
+                             "trainer.batch_size=8", "trainer.steps=2", "trainer.threads=1", "eval.accuracy.every=0",
+                             "eval.probe.every=0"]))
     return run
 
 

@@ -61,15 +61,14 @@ def test_round_trip_through_dict():
 def test_every_shipped_config_loads_passes_its_checks_and_builds(tmp_path):
     from ssgen.rebuild import build_method
     from ssgen.registry import METHODS
-    from ssgen.train.trainer import train
-    from small_runs import CONFIGS
+    from small_runs import CONFIGS, quiet_train
 
     # distill's configs name the run of their teacher: a tiny trained classifier stands in for it.
     teacher = tmp_path / "teacher"
-    train(load_config(CONFIGS / "supervised_shapes.yaml",
-                      [f"run_dir={teacher}", "data.train_size=40", "data.test_size=10", "trainer.batch_size=4",
-                       "trainer.steps=1", "method.encoder.width=8", "eval.accuracy.every=0", "trainer.threads=1"]),
-          progress=False, log=lambda m: None)
+    quiet_train(load_config(CONFIGS / "supervised_shapes.yaml",
+                            [f"run_dir={teacher}", "data.train_size=40", "data.test_size=10", "trainer.batch_size=4",
+                             "trainer.steps=1", "method.encoder.width=8", "eval.accuracy.every=0",
+                             "trainer.threads=1"]))
     paths = sorted(CONFIGS.glob("*.yaml"))
     assert len(paths) >= 20
     for path in paths:

@@ -26,9 +26,8 @@ import torch
 from ssgen.config import load_config
 from ssgen.eval.metrics import read_metrics
 from ssgen.checkpoint import list_checkpoints, read_checkpoint
-from ssgen.train.trainer import train
 
-from small_runs import QUICK, ROTNET, SMALL_GAN
+from small_runs import QUICK, ROTNET, SMALL_GAN, quiet_train
 
 pytestmark = pytest.mark.e2e  # every test here trains or runs a command
 
@@ -73,7 +72,7 @@ def train_two_processes(run_dir: Path, overrides: list[str], cache: Path, resume
 def train_one_process(run_dir: Path, overrides: list[str], cache: Path, monkeypatch, config: Path = QUICK) -> Path:
     monkeypatch.setenv("SSGEN_CACHE", str(cache))
     cfg = load_config(config, [*SMALL[config], *overrides, f"run_dir={run_dir}"])
-    return train(cfg, progress=False, log=lambda m: None)
+    return quiet_train(cfg)
 
 
 def figures(run_dir: Path) -> dict[tuple[int, str], float]:

@@ -7,9 +7,8 @@ from PIL import Image
 
 from ssgen.cli import cli
 from ssgen.config import load_config
-from ssgen.train.trainer import train
 
-from small_runs import QUICK
+from small_runs import QUICK, quiet_train
 from small_runs import SMALL as SMALL_QUICK
 
 pytestmark = pytest.mark.e2e  # every test here trains or runs a command
@@ -20,7 +19,7 @@ SMALL = [*SMALL_QUICK, "trainer.steps=2"]
 @pytest.fixture
 def run(tmp_path, private_cache, extractor_file):
     cfg = load_config(QUICK, [f"run_dir={tmp_path / 'run'}", *SMALL, f"eval.fid.extractor={extractor_file}"])
-    return train(cfg, progress=False, log=lambda m: None)
+    return quiet_train(cfg)
 
 
 def invoke(*args):
@@ -82,6 +81,6 @@ def test_fid_no_ema_measures_g_itself_and_says_so(run, extractor_file):
 def test_fid_no_ema_on_a_run_without_one_is_a_clear_error(tmp_path, extractor_file):
     cfg = load_config(QUICK, [f"run_dir={tmp_path / 'plain'}", *SMALL, "method.ema_decay=0",
                               f"eval.fid.extractor={extractor_file}"])
-    run = train(cfg, progress=False, log=lambda m: None)
+    run = quiet_train(cfg)
     result = invoke("fid", run, "-n", 32, "--extractor", extractor_file, "--no-ema")
     assert result.exit_code != 0 and "no EMA generator" in str(result.exception or result.output)

@@ -22,9 +22,8 @@ from ssgen.images import to_float
 from ssgen.methods.base import Method
 from ssgen.rebuild import load_finetuned, load_run
 from ssgen.step import DataInfo
-from ssgen.train.trainer import train
 
-from small_runs import CONFIGS, QUICK, TINY
+from small_runs import CONFIGS, QUICK, TINY, quiet_train
 
 CPU = torch.device("cpu")
 FAST = ["--steps", 2, "--batch-size", 4, "--threads", 1]  # seconds per ssgen finetune
@@ -35,7 +34,7 @@ def run(tmp_path_factory):
     """A tiny SS-GAN run trained with data.labels=0.1 (64 images: one label a class)."""
     run_dir = tmp_path_factory.mktemp("finetune") / "run"
     cfg = load_config(QUICK, [f"run_dir={run_dir}", *TINY, "trainer.steps=2", "data.labels=0.1"])
-    return train(cfg, progress=False, log=lambda m: None)
+    return quiet_train(cfg)
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ from ssgen.config import load_config
 from ssgen.eval.metrics import read_metrics
 from ssgen.step import DataInfo
 from ssgen.methods.ssgan import SSGAN
-from ssgen.train.trainer import train
-from small_runs import QUICK
+from small_runs import QUICK, quiet_train
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -23,7 +22,7 @@ def test_quick_config_trains_on_the_gpu(tmp_path, compile):
                               "trainer.log_every=10", f"trainer.compile={str(compile).lower()}",
                               "eval.probe.every=20", "eval.probe.train_size=500", "eval.probe.test_size=200",
                               "eval.fid.every=0"])
-    run = train(cfg, progress=False, log=lambda m: None)
+    run = quiet_train(cfg)
     records = read_metrics(run)
     losses = [v for r in records for k, v in r["metrics"].items() if k.startswith("loss/")]
     assert losses and all(torch.isfinite(torch.tensor(losses)))

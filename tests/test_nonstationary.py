@@ -17,7 +17,7 @@ from ssgen.eval.metrics import read_metrics
 from ssgen.methods.semisup.base import LabelScheduleConfig, OneVsAll, balanced_accuracy
 from ssgen.rebuild import build_method
 from ssgen.step import Batch, Progress
-from small_runs import CONFIGS, set_options
+from small_runs import CONFIGS, set_options, quiet_train
 
 PLAIN, ROTATION = CONFIGS / "nonstationary_plain_shapes.yaml", CONFIGS / "nonstationary_rotation_shapes.yaml"
 # Tasks of 2 steps, a width-8 trunk, few images, one thread, bitwise-deterministic.
@@ -181,11 +181,9 @@ def test_bad_schedules_are_clear_errors(overrides, words, ssgen, tmp_path):
 @pytest.mark.e2e
 def test_the_report_draws_the_task_curve_and_tabulates_each_task_cycle_by_cycle(tmp_path):
     from ssgen.eval.report import write_report
-    from ssgen.train.trainer import train
     run = tmp_path / "plain"
-    train(load_config(PLAIN, [f"run_dir={run}", *TINY, "trainer.steps=40", "eval.accuracy.every=1",
-                              "eval.probe.every=20", "eval.probe.train_size=40", "eval.probe.test_size=20"]),
-          progress=False, log=lambda m: None)
+    quiet_train(load_config(PLAIN, [f"run_dir={run}", *TINY, "trainer.steps=40", "eval.accuracy.every=1",
+                                    "eval.probe.every=20", "eval.probe.train_size=40", "eval.probe.test_size=20"]))
     lines = write_report([run], tmp_path / "report").read_text().splitlines()
     assert (tmp_path / "report" / "nonstationary.png").is_file()
     table = lines[lines.index("| task (class) | cycle 1 | cycle 2 |") + 2:][:10]

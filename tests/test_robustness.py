@@ -154,7 +154,7 @@ def test_killed_before_the_first_checkpoint_resume_starts_over(tmp_path):
     for path in list_checkpoints(run):
         path.unlink()  # as if killed before step 4's checkpoint: config.yaml, metrics, no checkpoint
     messages = []
-    train(cfg, resume=True, progress=False, log=messages.append)
+    train(cfg, resume=True, bar=False, log=messages.append)
     assert any("starting from step 0" in m for m in messages), messages
     assert_same_tensors(final_weights(run), reference)
 
@@ -289,7 +289,7 @@ def test_ctrl_c_writes_a_final_checkpoint_and_resume_continues(tmp_path, monkeyp
     cfg = tiny_config(tmp_path / "run", "trainer.steps=6", "trainer.checkpoint_every=100")
     messages = []
     with pytest.raises(Stopped) as stopped:
-        train(cfg, progress=False, log=messages.append)
+        train(cfg, bar=False, log=messages.append)
     run = stopped.value.run_dir
     assert stopped.value.exit_status == 130
     assert [read_checkpoint(p)["step"] for p in list_checkpoints(run)] == [3]

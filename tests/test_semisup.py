@@ -15,8 +15,7 @@ from ssgen.eval.metrics import read_metrics
 from ssgen.losses.semi import (consistency_kl, distillation_loss, entropy, linear_ramp, mpl_feedback,
                                pseudo_label_loss, soft_cross_entropy)
 from ssgen.methods.semisup.meta_pseudo_labels import meta_pseudo_label_step
-from ssgen.train.trainer import train
-from small_runs import CONFIGS, set_options
+from small_runs import CONFIGS, set_options, quiet_train
 
 METHODS = ["supervised", "pseudo_label", "entmin", "noisy_student", "meta_pseudo_labels", "s4l", "enaet", "distill"]
 # Few images (10% labelled: one a class), a width-8 trunk, one thread, bitwise-deterministic.
@@ -176,9 +175,8 @@ def test_noisy_student_noises_the_students_but_not_the_first_teacher():
 @pytest.fixture(scope="module")
 def teacher_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("teacher") / "supervised"
-    train(load_config(CONFIGS / "supervised_shapes.yaml", [f"run_dir={run}", *TINY, "trainer.steps=2",
-                                                           "eval.accuracy.every=0"]),
-          progress=False, log=lambda m: None)
+    quiet_train(load_config(CONFIGS / "supervised_shapes.yaml", [f"run_dir={run}", *TINY, "trainer.steps=2",
+                                                                 "eval.accuracy.every=0"]))
     return run
 
 
@@ -253,10 +251,9 @@ def test_labels_outside_the_classes_are_a_clear_error(ssgen, tmp_path):
 @pytest.mark.e2e
 def test_a_teacher_that_does_not_classify_is_refused(ssgen, tmp_path):
     rotnet = tmp_path / "rotnet"
-    train(load_config(CONFIGS / "rotnet_shapes.yaml", [f"run_dir={rotnet}", "data.train_size=32", "data.test_size=16",
-                                                       "trainer.batch_size=8", "trainer.steps=1", "method.encoder.width=8",
-                                                       "eval.probe.every=0", "trainer.threads=1"]),
-          progress=False, log=lambda m: None)
+    quiet_train(load_config(CONFIGS / "rotnet_shapes.yaml",
+                            [f"run_dir={rotnet}", "data.train_size=32", "data.test_size=16", "trainer.batch_size=8",
+                             "trainer.steps=1", "method.encoder.width=8", "eval.probe.every=0", "trainer.threads=1"]))
     code, out, err = ssgen("train", "--config", CONFIGS / "distill_shapes.yaml", "--no-progress",
                            *set_options([f"run_dir={tmp_path / 'run'}", *TINY, f"method.teacher={rotnet}"]))
     assert code != 0 and "is a encoder run, which does not classify" in err, err

@@ -16,7 +16,7 @@ from ssgen.step import DataInfo
 from ssgen.methods.carrier import encode_together
 from ssgen.tasks.base import Task, TaskConfig
 from ssgen.train.trainer import train
-from small_runs import ROTNET, SMALL_GAN, TINY_GAN
+from small_runs import ROTNET, SMALL_GAN, TINY_GAN, quiet_train
 
 
 def method(*overrides):
@@ -74,11 +74,11 @@ def trains_probes_and_resumes_exactly(config, overrides, run_dir, probe_key):
               "trainer.checkpoint_every=2", "trainer.keep_checkpoints=5", "trainer.threads=1",
               "trainer.deterministic=true", "trainer.log_every=1", "eval.probe.every=4",
               "eval.probe.train_size=32", "eval.probe.test_size=32", "eval.fid.every=0", *overrides]
-    run = train(load_config(config, [f"run_dir={run_dir}", *common]), progress=False, log=lambda m: None)
+    run = quiet_train(load_config(config, [f"run_dir={run_dir}", *common]))
     keys = set().union(*(r["metrics"] for r in read_metrics(run)))
     final = read_checkpoint(list_checkpoints(run)[-1])
     list_checkpoints(run)[-1].unlink()  # as if killed after step 2
-    train(load_config(config, [f"run_dir={run}", *common]), resume=True, progress=False, log=lambda m: None)
+    quiet_train(load_config(config, [f"run_dir={run}", *common]), resume=True)
     resumed = read_checkpoint(list_checkpoints(run)[-1])
     for key, value in final["method"].items():
         assert torch.equal(value, resumed["method"][key]), key

@@ -76,10 +76,10 @@ def test_a_training_run_leaves_the_process_as_it_found_it(outside, tmp_path, mon
         monkeypatch.setattr(trainer, "build_method", fail_while_building)
     cfg = load_config(QUICK, [f"run_dir={tmp_path / 'run'}", *TINY, "trainer.steps=2", "trainer.deterministic=true"])
     if ending == "finished":
-        train(cfg, progress=False, log=lambda message: None)
+        train(cfg, bar=False, log=lambda message: None)
     else:
         with pytest.raises((RuntimeError, KeyboardInterrupt, ConfigError)):
-            train(cfg, progress=False, log=lambda message: None)
+            train(cfg, bar=False, log=lambda message: None)
     # The run's own settings held while it trained (1 thread, deterministic), and no longer.
     assert during[:1] == ([] if ending == "error while building" else [(1, True)])
     assert_as(settings_now(), outside)

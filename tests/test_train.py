@@ -12,7 +12,7 @@ from ssgen.eval.metrics import read_metrics
 from ssgen.checkpoint import list_checkpoints, read_checkpoint
 from ssgen.train.trainer import train
 
-from small_runs import QUICK, SMALL, last_checkpoint, set_options
+from small_runs import QUICK, SMALL, last_checkpoint, set_options, quiet_train
 
 pytestmark = pytest.mark.e2e  # every test here trains or runs a command
 
@@ -26,7 +26,7 @@ def test_quick_config_end_to_end_leaves_a_complete_run_dir(tmp_path):
                               "trainer.sample_every=2", "trainer.checkpoint_every=2",
                               "eval.probe.every=4", "eval.probe.train_size=200", "eval.probe.test_size=100",
                               "eval.fid.every=0", "data.train_size=512", "data.test_size=100"])
-    run = train(cfg, progress=False, log=lambda m: None)
+    run = quiet_train(cfg)
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["trainer"]["steps"] == 4 and saved["method"]["name"] == "ssgan"
     assert [p.name for p in list_checkpoints(run)] == ["step-00000002.pt", "step-00000004.pt"]
@@ -43,12 +43,12 @@ def test_quick_config_end_to_end_leaves_a_complete_run_dir(tmp_path):
 
 def test_resume_continues_at_the_right_step_with_identical_state(tmp_path):
     cfg = small_config(tmp_path, "trainer.steps=6", "trainer.checkpoint_every=3", "trainer.keep_checkpoints=5")
-    run = train(cfg, progress=False, log=lambda m: None)
+    run = quiet_train(cfg)
     uninterrupted = last_checkpoint(run)
     list_checkpoints(run)[-1].unlink()  # as if the run died after step 3's checkpoint
 
     messages = []
-    train(cfg, resume=True, progress=False, log=messages.append)
+    train(cfg, resume=True, bar=False, log=messages.append)
     assert any("from step 3" in m for m in messages)
     resumed = last_checkpoint(run)
     assert resumed["step"] == 6
@@ -76,7 +76,7 @@ def test_resume_refuses_a_changed_config_unless_forced(tmp_path):
 
 
 def test_sample_command_writes_a_grid(tmp_path):
-    run = train(small_config(tmp_path, "trainer.steps=1"), progress=False, log=lambda m: None)
+    run = quiet_train(small_config(tmp_path, "trainer.steps=1"))
     out = tmp_path / "grid.png"
     result = CliRunner().invoke(cli, ["sample", str(run), "-n", "9", "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -86,7 +86,7 @@ def test_sample_command_writes_a_grid(tmp_path):
 
 def test_gan_baseline_trains_through_the_same_loop(tmp_path):
     cfg = load_config(None, [f"run_dir={tmp_path / 'gan'}", "method.name=gan", *SMALL, "trainer.steps=2"])
-    run = train(cfg, progress=False, log=lambda m: None)
+    run = quiet_train(cfg)
     keys = set().union(*(r["metrics"] for r in read_metrics(run)))
     assert "loss/g" in keys and not any(k.startswith("rotation/") for k in keys)
 
@@ -94,9 +94,8 @@ def test_gan_baseline_trains_through_the_same_loop(tmp_path):
 def test_fd_in_training_keeps_the_best_checkpoint(tmp_path, private_cache, extractor_file):
     """FD through a user-named TorchScript extractor; the first evaluation comes before any step
     checkpoint, so best.pt must create the checkpoints folder itself."""
-    run = train(small_config(tmp_path, "trainer.steps=4", "trainer.checkpoint_every=4", "eval.fid.every=2",
-                             "eval.fid.num_samples=32", f"eval.fid.extractor={extractor_file}"),
-                progress=False, log=lambda m: None)
+    run = quiet_train(small_config(tmp_path, "trainer.steps=4", "trainer.checkpoint_every=4", "eval.fid.every=2",
+                                   "eval.fid.num_samples=32", f"eval.fid.extractor={extractor_file}"))
     fd = [r for r in read_metrics(run) if "fd/tiny-fd" in r["metrics"]]
     assert [r["step"] for r in fd] == [0, 2, 4] and fd[0]["protocol"]["metric"] == "FD(tiny-fd)"
     best = read_checkpoint(run / "checkpoints" / "best.pt")

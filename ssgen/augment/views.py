@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 from ssgen.augment import ops
-from ssgen.config import from_dict, ranged
+from ssgen.config import from_dict, bounded
 from ssgen.errors import ConfigError
 from ssgen.parallel import local_slice, world
 
@@ -60,21 +60,21 @@ from ssgen.parallel import local_slice, world
 @dataclass
 class ViewConfig:
     """One kind of view. Defaults: SimCLR's CIFAR view."""
-    size: float = ranged(1.0, 0.0, 1.0, low_open=True)  # output side / input side (1.0 global, 0.5 local)
+    size: float = bounded(1.0, above=0.0, maximum=1.0)  # output side / input side (1.0 global, 0.5 local)
     crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])  # crop area / image area
     crop_ratio: list[float] = field(default_factory=lambda: [3 / 4, 4 / 3])  # crop width / height
-    translate: float = ranged(0.0, 0.0, 0.5)  # shift of up to this share of the side, whole pixels
-    flip: float = ranged(0.5, 0.0, 1.0)  # probability of a horizontal flip
+    translate: float = bounded(0.0, minimum=0.0, maximum=0.5)  # shift of up to this share of the side, whole pixels
+    flip: float = bounded(0.5, minimum=0.0, maximum=1.0)  # probability of a horizontal flip
     jitter: list[float] = field(default_factory=lambda: [0.4, 0.4, 0.4, 0.1])  # brightness, contrast, saturation, hue
-    jitter_p: float = ranged(0.8, 0.0, 1.0)
-    grayscale_p: float = ranged(0.2, 0.0, 1.0)
-    blur_p: float = ranged(0.0, 0.0, 1.0)
+    jitter_p: float = bounded(0.8, minimum=0.0, maximum=1.0)
+    grayscale_p: float = bounded(0.2, minimum=0.0, maximum=1.0)
+    blur_p: float = bounded(0.0, minimum=0.0, maximum=1.0)
     blur_sigma: list[float] = field(default_factory=lambda: [0.1, 2.0])  # pixels of the view
-    solarize_p: float = ranged(0.0, 0.0, 1.0)
-    count: int = ranged(1, 1)  # views of this kind
+    solarize_p: float = bounded(0.0, minimum=0.0, maximum=1.0)
+    count: int = bounded(1, minimum=1)  # views of this kind
 
     def __post_init__(self):
-        # List fields: ssgen.config's `ranged` checks numbers only.
+        # List fields: ssgen.config's `bounded` checks numbers only.
         interval(self.crop_scale, "crop_scale", 0.0, 1.0, "an area share in (0, 1]")
         interval(self.crop_ratio, "crop_ratio", 0.0, math.inf, "a positive aspect ratio")
         interval(self.blur_sigma, "blur_sigma", 0.0, math.inf, "a positive sigma in pixels")
@@ -188,7 +188,7 @@ def augmented_views(augment: Callable[[torch.Tensor], list[torch.Tensor]], x: to
     """augment(x) for this process's slice, drawn as one process draws for the global batch
     (every process augments the global batch's worth and keeps its rows), so K processes see
     the views one process would."""
-    world_size = world()[1]
+    world_size = world().size
     if world_size == 1:
         return augment(x)
     return [local_slice(view) for view in augment(torch.cat([x] * world_size))]

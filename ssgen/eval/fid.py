@@ -292,7 +292,7 @@ def extract(net: torch.nn.Module, batches, device: torch.device,
     the sizes of all the batches: the features are gathered and accumulated batch by batch in
     the one-process order, so the statistics are the one-process statistics."""
     stats = RunningStats()
-    if world()[1] == 1:
+    if world().size == 1:
         for images in batches:
             stats.update(net(images.to(device, non_blocking=True))[0])
         return stats.finish()
@@ -327,7 +327,7 @@ def reference_stats(images, num_real: int, extractor: Extractor, net_for, device
         batches = ProgressReport(num_real, f"{extractor.label} real images", log, every=max(1, num_real // 10),
                                  unit="images").wrap(batches, map(len, mine))
     mu, sigma = extract(net_for(), batches, device, [len(chunk) for chunk in chunks])
-    if world()[0] != 0:
+    if world().rank != 0:
         return mu, sigma
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda f: np.savez(f, mu=mu, sigma=sigma))  # parallel runs may race to write it
@@ -387,6 +387,6 @@ class FrechetDistance:
             fakes = ProgressReport(self.num_fake, f"{self.extractor.label} samples", self.log, unit="images",
                                    every=max(1, self.num_fake // 10)).wrap(fakes, sizes[shard(len(sizes))])
         mu, sigma = extract(self.net(), fakes, self.device, sizes)
-        if world()[0] != 0:
+        if world().rank != 0:
             return float("nan")
         return frechet_distance(mu, sigma, mu_real, sigma_real)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssgen.augment import NO_AUGMENTATION, PRESETS, Augmenter, view_configs
-from ssgen.config import OptimConfig, ProbeConfig, choice, ranged
+from ssgen.config import OptimConfig, ProbeConfig, bounded, choice
 from ssgen.console import ProgressReport
 from ssgen.errors import ConfigError
 from ssgen.eval.probe import ProbeData, classifier_description, extract_features, fit_linear_classifier, top1
@@ -43,16 +43,17 @@ class FinetuneConfig:
     builds it with ssgen.config.from_dict, which checks each field's range or choices, and its
     options default to these values; stage 1's fit is the run's own probe's (ProbeConfig)."""
     layer: str                       # the feature layer the head reads
-    steps: int = ranged(500, 1)      # stage-2 updates
-    batch_size: int = ranged(64, 1)  # stage 2's (at most the labelled images)
+    steps: int = bounded(500, minimum=1)  # stage-2 updates
+    batch_size: int = bounded(64, minimum=1)  # stage 2's (at most the labelled images)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(
         name="adam", lr=1e-3, schedule="cosine"))  # the head's rate
-    trunk_lr_scale: float = ranged(0.1, 0.0)  # the pretrained part's rate / the head's (0: frozen in stage 2 too)
+    # the pretrained part's rate / the head's (0: frozen in stage 2 too)
+    trunk_lr_scale: float = bounded(0.1, minimum=0.0)
     augment: str = choice("weak", *PRESETS, NO_AUGMENTATION)  # an ssgen.augment preset's first view, or none
-    max_iter: int = ranged(ProbeConfig.max_iter, 1)  # stage 1: the probe's fit, to its tolerance, capped here
-    tolerance: float = ranged(ProbeConfig.tolerance, 0.0, low_open=True)
-    l2: float = ranged(ProbeConfig.l2, 0.0)  # stage 1: the probe's weight penalty
-    feature_batch: int = ranged(ProbeConfig.batch_size, 1)  # images per pass when extracting features or testing
+    max_iter: int = bounded(ProbeConfig.max_iter, minimum=1)  # stage 1: the probe's fit, to its tolerance, capped here
+    tolerance: float = bounded(ProbeConfig.tolerance, above=0.0)
+    l2: float = bounded(ProbeConfig.l2, minimum=0.0)  # stage 1: the probe's weight penalty
+    feature_batch: int = bounded(ProbeConfig.batch_size, minimum=1)  # images per pass: features, testing
     seed: int = 0                    # batch order and augmentation draws
 
     def linear_protocol(self) -> dict:

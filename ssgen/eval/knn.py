@@ -56,7 +56,7 @@ def knn_probe(method, data: ProbeData, cfg: KNNConfig, device: torch.device,
     under torchrun; the others get {})."""
     layers = method.check_features(layers or cfg.layers)
     train, test = frozen_features(method, data, layers, cfg.batch_size, device, log)
-    if world()[0] != 0:
+    if world().rank != 0:
         return {}
     return {layer: knn_accuracy(train[layer], data.train_labels, test[layer], data.test_labels,
                                 data.num_classes, cfg.k, cfg.temperature)

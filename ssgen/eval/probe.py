@@ -222,7 +222,7 @@ def linear_probe(method, data: ProbeData, cfg: ProbeConfig, device: torch.device
     converge; None: silent, and that warning through `warnings`."""
     layers = method.check_features(layers or cfg.layers)
     train, test = frozen_features(method, data, layers, cfg.batch_size, device, log)
-    if world()[0] != 0:
+    if world().rank != 0:
         return {}
     if log is not None:
         log(f"fitting the classifier (L-BFGS to gradient max-abs {cfg.tolerance:g}, at most {cfg.max_iter} "

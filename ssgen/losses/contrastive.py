@@ -26,7 +26,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float, gather: bool
     n = z1.shape[0]
     views = F.normalize(torch.cat([z1, z2]), dim=1)  # [2n, D]: this process's anchors
     candidates = gather_with_grad(views) if gather else views  # [2n * processes, D], rank order
-    offset = world()[0] * 2 * n if gather else 0  # where this process's views sit among them
+    offset = world().rank * 2 * n if gather else 0  # where this process's views sit among them
     anchor = torch.arange(2 * n, device=views.device)
     itself = offset + anchor
     positive = offset + (anchor + n) % (2 * n)  # view 1 of image i <-> view 2 of image i
@@ -58,5 +58,5 @@ def in_batch_info_nce(q: torch.Tensor, k: torch.Tensor, temperature: float) -> t
     two (q1, k2), (q2, k1) pairs. Keys carry gradients if they have them (MoCo's have none)."""
     q, k = F.normalize(q, dim=1), F.normalize(k, dim=1)
     keys = gather_with_grad(k)  # [N * processes, D]
-    own_key = world()[0] * len(q) + torch.arange(len(q), device=q.device)
+    own_key = world().rank * len(q) + torch.arange(len(q), device=q.device)
     return F.cross_entropy(q @ keys.T / temperature, own_key) * (2 * temperature)

@@ -58,7 +58,7 @@ class CentredTeacher(nn.Module):
         process's rows under torchrun (one all-reduce of their sum and count)."""
         rows = teacher_out.detach().reshape(-1, teacher_out.shape[-1]).to(self.center.dtype)
         sum_and_count = torch.cat([rows.sum(0), rows.new_tensor([len(rows)])])
-        if world()[1] > 1:
+        if world().size > 1:
             dist.all_reduce(sum_and_count)
         batch_mean = sum_and_count[:-1] / sum_and_count[-1]
         self.center.mul_(self.center_momentum).add_(batch_mean, alpha=1 - self.center_momentum)

@@ -89,7 +89,7 @@ class Method(nn.Module):
             raise ConfigError("trainer.compile=step keeps no host sync inside a step, and "
                               "trainer.nonfinite=skip needs one per update; use trainer.nonfinite=stop "
                               "or trainer.compile=modules")
-        if world()[1] > 1:
+        if world().size > 1:
             raise ConfigError("trainer.compile=step runs in one process; under torchrun use trainer.compile=modules")
         self._compiled = {f"{name}_step": CompiledStep(name, getattr(self, f"{name}_step"),
                                                        self.optimizers().prepare_compiled, device, backend)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ssgen.config import ranged
+from ssgen.config import bounded
 from ssgen.methods.autoencoder import Autoencoder, AutoencoderConfig
 from ssgen.pretext.color import (ab_bins, annealed_mean, join_lab, normalize_l, rebalancing_weights,
                                  soft_encode, split_lab)
@@ -26,11 +26,11 @@ from ssgen.registry import METHODS
 @dataclass
 class ColorizationConfig(AutoencoderConfig):
     name: str = "colorization"
-    neighbours: int = ranged(5, 1)                      # bins of a soft-encoded target
-    sigma: float = ranged(5.0, 0.0, low_open=True)      # their Gaussian width, in ab units
-    gamma: float = ranged(0.5, 0.0, 1.0)                # share of the uniform in the mix (1: no rebalancing)
-    prior_batches: int = ranged(100, 1)                 # training batches the ab prior is counted over
-    temperature: float = ranged(0.38, 0.0, low_open=True)  # annealed-mean decoding, for display
+    neighbours: int = bounded(5, minimum=1)             # bins of a soft-encoded target
+    sigma: float = bounded(5.0, above=0.0)      # their Gaussian width, in ab units
+    gamma: float = bounded(0.5, minimum=0.0, maximum=1.0)  # share of the uniform in the mix (1: no rebalancing)
+    prior_batches: int = bounded(100, minimum=1)        # training batches the ab prior is counted over
+    temperature: float = bounded(0.38, above=0.0)  # annealed-mean decoding, for display
 
 
 @METHODS.register("colorization")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ssgen.config import NetConfig, OptimConfig, choice, net, ranged
+from ssgen.config import NetConfig, OptimConfig, choice, net, bounded
 from ssgen.losses.adversarial import KINDS, d_adversarial_loss, g_adversarial_loss
 from ssgen.methods.autoencoder import Autoencoder, AutoencoderConfig, grid_generator
 from ssgen.pretext.masks import central_mask, mask_border, random_block_mask, random_region_mask
@@ -26,11 +26,11 @@ from ssgen.registry import DISCRIMINATORS, METHODS
 class ContextConfig(AutoencoderConfig):
     name: str = "context"
     mask: str = choice("random_region", "central", "random_block", "random_region")
-    fraction: float = ranged(0.25, 0.0, 0.75, low_open=True)  # of the image hidden (at most, for blocks)
-    overlap: int = ranged(1, 0)                 # visible ring of the masked region, in pixels (paper: 4 at 128 px)
-    overlap_weight: float = ranged(10.0, 0.0)   # L2 weight of that ring relative to the hidden part
+    fraction: float = bounded(0.25, above=0.0, maximum=0.75)  # of the image hidden (at most, for blocks)
+    overlap: int = bounded(1, minimum=0)        # visible ring of the masked region, in pixels (paper: 4 at 128 px)
+    overlap_weight: float = bounded(10.0, minimum=0.0)  # L2 weight of that ring relative to the hidden part
     adversarial: bool = False
-    adversarial_weight: float = ranged(0.001, 0.0, 1.0)
+    adversarial_weight: float = bounded(0.001, minimum=0.0, maximum=1.0)
     gan_loss: str = choice("ns", *KINDS)
     discriminator: NetConfig = net(DISCRIMINATORS, width=128)
     d_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, betas=[0.5, 0.999]))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ssgen.config import choice, ranged
+from ssgen.config import choice, bounded
 from ssgen.errors import ConfigError
 from ssgen.methods.autoencoder import Autoencoder, AutoencoderConfig, grid_generator
 from ssgen.pretext.noise import NOISES
@@ -24,7 +24,7 @@ from ssgen.parallel import global_draw
 class DenoisingConfig(AutoencoderConfig):
     name: str = "denoising"
     noise: str = choice("gaussian", *NOISES)
-    level: float = ranged(0.5, 0.0, low_open=True)   # Gaussian std, or the corrupted fraction (<= 1)
+    level: float = bounded(0.5, above=0.0)   # Gaussian std, or the corrupted fraction (<= 1)
 
 
 @METHODS.register("denoising")

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import torch
 
-from ssgen.config import MethodConfig, NetConfig, OptimConfig, by_name, choice, net, ranged
+from ssgen.config import MethodConfig, NetConfig, OptimConfig, by_name, choice, net, bounded
 from ssgen.errors import ConfigError
 from ssgen.losses.adversarial import KINDS, d_adversarial_loss, g_adversarial_loss
 from ssgen.methods.base import Method, NextBatch
@@ -33,15 +33,15 @@ from ssgen.tasks.base import TaskConfig, build_tasks, check_tasks, listed_keys, 
 class GANConfig(MethodConfig):
     name: str = "gan"
     loss: str = choice("hinge", *KINDS)
-    n_dis: int = ranged(5, 1)                       # D steps per G step
+    n_dis: int = bounded(5, minimum=1)              # D steps per G step
     generator: NetConfig = net(GENERATORS, width=256)
     discriminator: DiscriminatorConfig = by_name(DISCRIMINATORS, lambda: DiscriminatorConfig(width=128))
     g_optim: OptimConfig = field(default_factory=lambda: OptimConfig(betas=[0.0, 0.9]))  # SNGAN's Adam
     d_optim: OptimConfig = field(default_factory=lambda: OptimConfig(betas=[0.0, 0.9]))
     z_distribution: str = choice("normal", "normal", "uniform")  # G's latent: N(0, 1), or U(-1, 1) (compare_gan)
-    ema_decay: float = ranged(0.0, 0.0, 0.99999)    # EMA of G's weights for sampling; 0: off
-    ema_start: int = ranged(0, 0)                   # G step the EMA starts averaging at; before it, G's weights
-    sample_batch: int = ranged(256, 2)              # G batch when drawing many samples (FID)
+    ema_decay: float = bounded(0.0, minimum=0.0, maximum=0.99999)  # EMA of G's weights for sampling; 0: off
+    ema_start: int = bounded(0, minimum=0)          # G step the EMA starts averaging at; before it, G's weights
+    sample_batch: int = bounded(256, minimum=2)     # G batch when drawing many samples (FID)
     tasks: list[TaskConfig] = tasks_field()         # self-supervised tasks on D, e.g. [{name: rotation}]
 
 
@@ -125,7 +125,7 @@ class GAN(Method):
 
     def training_noise(self, n: int) -> torch.Tensor:
         """This process's n latents out of the global batch's (identical to one process's draw)."""
-        return local_slice(self.noise(n * world()[1]))
+        return local_slice(self.noise(n * world().size))
 
     steps = ("d", "g")
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ssgen.config import choice, ranged
+from ssgen.config import choice, bounded
 from ssgen.methods.autoencoder import Autoencoder, AutoencoderConfig
 from ssgen.pretext.color import (L_BINS, ab_bins, ab_to_bin, annealed_mean, denormalize_ab, denormalize_l,
                                  join_lab, l_bin_centres, l_to_bin, normalize_ab, normalize_l, split_lab)
@@ -25,7 +25,7 @@ from ssgen.registry import METHODS
 class SplitBrainConfig(AutoencoderConfig):
     name: str = "split_brain"
     loss: str = choice("classification", "classification", "regression")
-    temperature: float = ranged(0.38, 0.0, low_open=True)  # annealed-mean decoding, for display
+    temperature: float = bounded(0.38, above=0.0)  # annealed-mean decoding, for display
 
 
 @METHODS.register("split_brain")

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ssgen.config import ranged, same_as
+from ssgen.config import bounded, same_as
 from ssgen.methods.gan import GAN, GANConfig, check_ema
 from ssgen.registry import METHODS
 from ssgen.tasks.base import check_tasks, listed_keys
@@ -39,7 +39,7 @@ TASK_NAMES = {task_field: paper for paper, task_field in PAPER_NAMES.items()}
 class SSGANConfig(GANConfig):
     name: str = "ssgan"
     beta: float = same_as(RotationConfig, "d_weight")             # weight of D's rotation loss on real images
-    alpha: float = ranged(Rotation.default_g_weight, 0.0)         # weight of G's rotation loss on fake images
+    alpha: float = bounded(Rotation.default_g_weight, minimum=0.0)  # weight of G's rotation loss on fake images
     rotation_fraction: float = same_as(RotationConfig, "fraction")  # share of the batch rotated 4 ways
 
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssgen.config import NetConfig, choice, ranged
+from ssgen.config import NetConfig, choice, bounded
 from ssgen.errors import ConfigError
 from ssgen.nets.blocks import generator_norm, sn_conv, sn_linear
 
@@ -57,7 +57,7 @@ class Generator(nn.Module):
 
 @dataclass
 class GeneratorConfig(NetConfig):
-    z_dim: int = ranged(128, 1)    # latent size
+    z_dim: int = bounded(128, minimum=1)  # latent size
     sbn: bool = False              # self-modulated batch norm (the SS-GAN paper's best model)
 
 

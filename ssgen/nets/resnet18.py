@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssgen.config import NetConfig, ranged
+from ssgen.config import NetConfig, bounded
 from ssgen.errors import ConfigError
 from ssgen.registry import ENCODERS
 
@@ -27,7 +27,7 @@ from ssgen.registry import ENCODERS
 @dataclass
 class ResNet18Config(NetConfig):
     name: str = "resnet18"
-    width: int = ranged(64, 1)     # channels of the first stage (64: the standard ResNet-18)
+    width: int = bounded(64, minimum=1)  # channels of the first stage (64: the standard ResNet-18)
     spectral_norm: bool = False    # not supported: the trunk normalises with batch norm
 
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssgen.config import NetConfig, ranged
+from ssgen.config import NetConfig, bounded
 from ssgen.errors import ConfigError
 from ssgen.nets.resnet18 import blocks_to_run, reject_spectral_norm
 from ssgen.registry import ENCODERS
@@ -33,11 +33,11 @@ from ssgen.registry import ENCODERS
 @dataclass
 class ViTConfig(NetConfig):
     name: str = "vit"
-    width: int = ranged(192, 1)       # token (embedding) dimension
-    patch_size: int = ranged(4, 1)    # pixels per patch side; must divide the resolution
-    depth: int = ranged(12, 1)        # transformer layers
-    heads: int = ranged(3, 1)         # attention heads; must divide width
-    mlp_ratio: float = ranged(4.0, 0.0, low_open=True)  # MLP hidden size / width
+    width: int = bounded(192, minimum=1)  # token (embedding) dimension
+    patch_size: int = bounded(4, minimum=1)  # pixels per patch side; must divide the resolution
+    depth: int = bounded(12, minimum=1)  # transformer layers
+    heads: int = bounded(3, minimum=1)  # attention heads; must divide width
+    mlp_ratio: float = bounded(4.0, above=0.0)  # MLP hidden size / width
     spectral_norm: bool = False       # not supported: the layers normalise with layer norm
 
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from ssgen.config import ranged
+from ssgen.config import bounded
 from ssgen.errors import ConfigError
 from ssgen.registry import TASKS
 from ssgen.step import Batch, DataInfo, Progress
@@ -25,7 +25,8 @@ from ssgen.step import Batch, DataInfo, Progress
 @dataclass
 class TaskConfig:
     name: str = "rotation"
-    d_weight: float = ranged(1.0, 0.0)   # weight of its loss for the network that carries it (D, or the encoder)
+    # Weight of its loss for the network that carries it (D, or the encoder)
+    d_weight: float = bounded(1.0, minimum=0.0)
     g_weight: float | None = None        # on a GAN: weight of its loss on fakes in G's loss; empty: the task's default
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ssgen.config import ranged
+from ssgen.config import bounded
 from ssgen.losses.distillation import byol_loss
 from ssgen.nets.heads import mlp
 from ssgen.registry import TASKS
@@ -20,9 +20,9 @@ from ssgen.tasks.embedding import EmbeddingConfig, EmbeddingTask, follow, matchi
 class BYOLConfig(EmbeddingConfig):
     name: str = "byol"
     augment: str = "byol"
-    hidden: int = ranged(4096, 1)                # the paper's projector and predictor width
-    predictor_hidden: int = ranged(4096, 1)
-    momentum: float = ranged(0.99, 0.0, 1.0)     # solo-learn's CIFAR base (paper: 0.996 on ImageNet)
+    hidden: int = bounded(4096, minimum=1)       # the paper's projector and predictor width
+    predictor_hidden: int = bounded(4096, minimum=1)
+    momentum: float = bounded(0.99, minimum=0.0, maximum=1.0)  # solo-learn's CIFAR base (paper: 0.996 on ImageNet)
 
 
 @TASKS.register("byol")

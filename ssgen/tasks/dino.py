@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from ssgen.augment import Augmenter, augmented_views, view_configs
-from ssgen.config import ranged
+from ssgen.config import bounded
 from ssgen.losses.distillation import DINOLoss
 from ssgen.nets.heads import mlp
 from ssgen.registry import TASKS
@@ -32,15 +32,15 @@ from ssgen.tasks.embedding import follow, teacher
 class DINOConfig(TaskConfig):
     name: str = "dino"
     augment: str = "dino"                        # its full-size views (first) are the global views
-    prototypes: int = ranged(4096, 2)            # K (solo-learn's CIFAR value; ImageNet: 65536)
-    hidden: int = ranged(2048, 1)
-    bottleneck: int = ranged(256, 1)
-    student_temp: float = ranged(0.1, 0.0, low_open=True)
-    teacher_temp: float = ranged(0.04, 0.0, low_open=True)
-    warmup_teacher_temp: float = ranged(0.04, 0.0, low_open=True)
-    warmup_steps: int = ranged(0, 0)             # of the teacher temperature
-    center_momentum: float = ranged(0.9, 0.0, 1.0)
-    momentum: float = ranged(0.996, 0.0, 1.0)    # the teacher's, rising to 1 on a cosine
+    prototypes: int = bounded(4096, minimum=2)   # K (solo-learn's CIFAR value; ImageNet: 65536)
+    hidden: int = bounded(2048, minimum=1)
+    bottleneck: int = bounded(256, minimum=1)
+    student_temp: float = bounded(0.1, above=0.0)
+    teacher_temp: float = bounded(0.04, above=0.0)
+    warmup_teacher_temp: float = bounded(0.04, above=0.0)
+    warmup_steps: int = bounded(0, minimum=0)    # of the teacher temperature
+    center_momentum: float = bounded(0.9, minimum=0.0, maximum=1.0)
+    momentum: float = bounded(0.996, minimum=0.0, maximum=1.0)  # the teacher's, rising to 1 on a cosine
 
 
 class PrototypeHead(nn.Module):

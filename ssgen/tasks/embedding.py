@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssgen.augment import Augmenter, augmented_views, view_configs
-from ssgen.config import ranged
+from ssgen.config import bounded
 from ssgen.nets.momentum import MomentumCopy
 from ssgen.step import Batch, Progress
 from ssgen.tasks.base import Task, TaskConfig, TaskInputs
@@ -24,9 +24,9 @@ from ssgen.tasks.base import Task, TaskConfig, TaskInputs
 @dataclass
 class EmbeddingConfig(TaskConfig):
     augment: str = "simclr"                      # an ssgen.augment preset: which views, how many
-    hidden: int = ranged(2048, 1)                # the projector's hidden width
-    dim: int = ranged(256, 1)                    # the projection's size
-    layers: int = ranged(2, 1)                   # the projector's linear layers
+    hidden: int = bounded(2048, minimum=1)       # the projector's hidden width
+    dim: int = bounded(256, minimum=1)           # the projection's size
+    layers: int = bounded(2, minimum=1)          # the projector's linear layers
 
 
 class EmbeddingTask(Task):

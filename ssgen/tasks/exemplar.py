@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ssgen.augment import Augmenter, augmented_views, view_configs
-from ssgen.config import choice, ranged
+from ssgen.config import bounded, choice
 from ssgen.images import to_float, to_uint8
 from ssgen.losses.classification import cross_entropy_with_accuracy
 from ssgen.nets.heads import mlp
@@ -36,11 +36,11 @@ from ssgen.tasks.base import Task, TaskConfig, TaskInputs
 class ExemplarConfig(TaskConfig):
     name: str = "exemplar"
     mode: str = choice("classes", "classes", "batch")
-    classes: int = ranged(1000, 2)       # classes mode: seed images, one surrogate class each
-    copies: int = ranged(4, 2)           # batch mode: augmented copies of each image (S4L: 8)
-    margin: float = ranged(0.5, 0.0)     # batch mode: triplet margin on unit-length embeddings
-    embedding: int = ranged(128, 1)      # batch mode: embedding size
-    hidden: int = ranged(512, 1)         # classes mode: the classifier's hidden layer
+    classes: int = bounded(1000, minimum=2)  # classes mode: seed images, one surrogate class each
+    copies: int = bounded(4, minimum=2)  # batch mode: augmented copies of each image (S4L: 8)
+    margin: float = bounded(0.5, minimum=0.0)  # batch mode: triplet margin on unit-length embeddings
+    embedding: int = bounded(128, minimum=1)  # batch mode: embedding size
+    hidden: int = bounded(512, minimum=1)  # classes mode: the classifier's hidden layer
     augment: str = "exemplar"            # an ssgen.augment preset; its first view kind is used
 
 

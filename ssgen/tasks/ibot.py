@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ssgen.config import ranged
+from ssgen.config import bounded
 from ssgen.errors import ConfigError
 from ssgen.losses.distillation import IBOTPatchLoss
 from ssgen.pretext.masks import patch_block_masks
@@ -31,9 +31,9 @@ from ssgen.tasks.dino import DINO, DINOConfig
 class IBOTConfig(DINOConfig):
     name: str = "ibot"
     mask_ratio: list[float] = field(default_factory=lambda: [0.1, 0.5])  # of a masked view's patches
-    mask_probability: float = ranged(0.5, 0.0, 1.0)                      # views that are masked at all
-    patch_weight: float = ranged(1.0, 0.0)                                # of the patch loss beside DINO's
-    patch_teacher_temp: float = ranged(0.07, 0.0, low_open=True)
+    mask_probability: float = bounded(0.5, minimum=0.0, maximum=1.0)     # views that are masked at all
+    patch_weight: float = bounded(1.0, minimum=0.0)                       # of the patch loss beside DINO's
+    patch_teacher_temp: float = bounded(0.07, above=0.0)
 
 
 @TASKS.register("ibot")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ssgen.config import ranged
+from ssgen.config import bounded
 from ssgen.errors import ConfigError
 from ssgen.losses.classification import cross_entropy_with_accuracy
 from ssgen.nets.heads import mlp
@@ -33,9 +33,9 @@ TILES = 9  # a 3x3 grid
 @dataclass
 class JigsawConfig(TaskConfig):
     name: str = "jigsaw"
-    permutations: int = ranged(100, 2, 1000)     # classes: the paper's best trade-off is 100 to 1000
-    fraction: float = ranged(1.0, 0.0, 1.0, low_open=True)  # share of the batch made into puzzles
-    hidden: int = ranged(512, 1)                 # the classifier's hidden layer (the paper's fc7: 4096)
+    permutations: int = bounded(100, minimum=2, maximum=1000)  # classes: the paper's best trade-off is 100 to 1000
+    fraction: float = bounded(1.0, above=0.0, maximum=1.0)  # share of the batch made into puzzles
+    hidden: int = bounded(512, minimum=1)        # the classifier's hidden layer (the paper's fc7: 4096)
     normalise_tiles: bool = True
 
 

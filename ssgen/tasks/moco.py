@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ssgen.config import choice, ranged
+from ssgen.config import choice, bounded
 from ssgen.losses.contrastive import in_batch_info_nce, info_nce
 from ssgen.losses.queue import Queue
 from ssgen.nets.heads import mlp
@@ -31,12 +31,12 @@ class MoCoConfig(EmbeddingConfig):
     name: str = "moco"
     version: str = choice("v2", "v1", "v2", "v3")
     augment: str = "moco_v2"
-    dim: int = ranged(128, 1)                    # v1/v2: 128; v3: 256
-    temperature: float = ranged(0.2, 0.0, low_open=True)   # v1: 0.07
-    queue: int = ranged(16384, 1)                # v1/v2: negatives kept
-    momentum: float = ranged(0.99, 0.0, 1.0)     # base of the key encoder's cosine (v1/v2 papers: 0.999)
-    predictor_hidden: int = ranged(4096, 1)      # v3
-    key_groups: int = ranged(2, 1)               # shuffle-BN's groups for the key batch
+    dim: int = bounded(128, minimum=1)           # v1/v2: 128; v3: 256
+    temperature: float = bounded(0.2, above=0.0)   # v1: 0.07
+    queue: int = bounded(16384, minimum=1)       # v1/v2: negatives kept
+    momentum: float = bounded(0.99, minimum=0.0, maximum=1.0)  # base of the key encoder's cosine (v1/v2 papers: 0.999)
+    predictor_hidden: int = bounded(4096, minimum=1)  # v3
+    key_groups: int = bounded(2, minimum=1)      # shuffle-BN's groups for the key batch
 
 
 @TASKS.register("moco")

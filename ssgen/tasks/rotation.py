@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ssgen.config import ranged
+from ssgen.config import bounded
 from ssgen.errors import ConfigError
 from ssgen.losses.classification import cross_entropy_with_accuracy
 from ssgen.nets.heads import mlp
@@ -26,7 +26,7 @@ from ssgen.tasks.base import Task, TaskConfig, TaskInputs
 @dataclass
 class RotationConfig(TaskConfig):
     name: str = "rotation"
-    fraction: float = ranged(0.25, 0.0, 1.0, low_open=True)  # share of the batch shown in all four rotations
+    fraction: float = bounded(0.25, above=0.0, maximum=1.0)  # share of the batch shown in all four rotations
 
 
 @TASKS.register("rotation")
@@ -44,7 +44,7 @@ class Rotation(Task):
     def check_config(cls, task_cfg: RotationConfig, cfg, key) -> None:
         super().check_config(task_cfg, cfg, key)
         # Under torchrun each process rotates that fraction of its own slice of the batch.
-        processes = world()[1]
+        processes = world().size
         rotated = cfg.trainer.batch_size // processes * task_cfg.fraction
         if rotated < 1 or rotated != int(rotated):
             where = f" per process ({processes} processes)" if processes > 1 else ""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ssgen.config import ranged
+from ssgen.config import bounded
 from ssgen.losses.contrastive import nt_xent
 from ssgen.registry import TASKS
 from ssgen.tasks.embedding import EmbeddingConfig, EmbeddingTask, matching_accuracy
@@ -17,7 +17,7 @@ from ssgen.tasks.embedding import EmbeddingConfig, EmbeddingTask, matching_accur
 class SimCLRConfig(EmbeddingConfig):
     name: str = "simclr"
     augment: str = "simclr"
-    temperature: float = ranged(0.2, 0.0, low_open=True)   # solo-learn's CIFAR value (paper: 0.5 at batch 512)
+    temperature: float = bounded(0.2, above=0.0)   # solo-learn's CIFAR value (paper: 0.5 at batch 512)
 
 
 @TASKS.register("simclr")

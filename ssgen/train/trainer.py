@@ -54,10 +54,10 @@ class Stopped(Exception):
         return 128 + self.signum
 
 
-def train(cfg: Config, resume: bool = False, log=print, progress: bool = True, overwrite: bool = False) -> Path:
+def train(cfg: Config, resume: bool = False, log=print, bar: bool = True, overwrite: bool = False) -> Path:
     """Train `cfg.method` on `cfg.data` for `cfg.trainer.steps` steps; returns the run directory.
     Raises Stopped after a stop signal (the checkpoint is written)."""
-    trainer = Trainer(cfg, log, progress, resume, overwrite)
+    trainer = Trainer(cfg, log, bar, resume, overwrite)
     try:
         if trainer.restore(resume):
             trainer.run()
@@ -77,7 +77,7 @@ def train(cfg: Config, resume: bool = False, log=print, progress: bool = True, o
 
 
 class Trainer:
-    def __init__(self, cfg: Config, log, show_progress: bool, resume: bool, overwrite: bool = False):
+    def __init__(self, cfg: Config, log, show_bar: bool, resume: bool, overwrite: bool = False):
         tc = cfg.trainer
         self.cfg, self.run_dir = cfg, Path(cfg.run_dir)
         self.device = parallel.resolve_device(tc.device)
@@ -93,12 +93,12 @@ class Trainer:
         self.held = contextlib.ExitStack()
         try:
             self.directory = self.held.enter_context(RunDirectory(self.run_dir, self.place.is_main))
-            self.build(resume, overwrite, show_progress)
+            self.build(resume, overwrite, show_bar)
         except BaseException:
             self.held.close()  # a run that never started holds nothing
             raise
 
-    def build(self, resume: bool, overwrite: bool, show_progress: bool) -> None:
+    def build(self, resume: bool, overwrite: bool, show_bar: bool) -> None:
         cfg, tc = self.cfg, self.cfg.trainer
         if not resume:  # one run, one directory
             self.directory.claim(overwrite)
@@ -144,7 +144,7 @@ class Trainer:
         self.fixed_noise = self.method.fixed_noise(tc.num_grid_images, torch.Generator().manual_seed(cfg.seed))
         self.grid_real = self.batches().images[: tc.num_grid_images]  # before any restore: the same on resume
         self.step, self.best, self.last_checkpoint = 0, {}, None
-        self.show_progress, self.stopped_by = show_progress, 0
+        self.show_bar, self.stopped_by = show_bar, 0
         self.writer: SummaryWriter | None = None
         self.report: ProgressReport | None = None
         self.evaluated: dict[str, tuple[str, float, float]] = {}  # key -> (label, first, last value)
@@ -236,7 +236,7 @@ class Trainer:
             self.log(note)
         # A bar on a terminal; in a file (or with --no-progress) a plain line every log_every steps.
         self.report = ProgressReport(tc.steps, "step", self.log, every=tc.log_every, initial=self.step,
-                                     unit="steps", bar=self.show_progress and self.place.is_main)
+                                     unit="steps", bar=self.show_bar and self.place.is_main)
         if self.step == 0 and self.evaluators:
             # Step 0 is the floor every later figure is read against: the probe of the random-init
             # network, the FD of an untrained generator, tasks at chance.

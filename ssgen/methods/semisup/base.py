@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssgen.augment import NO_AUGMENTATION, PRESETS, Augmenter, augmented_views, view_configs
-from ssgen.config import MethodConfig, NetConfig, OptimConfig, choice, net, ranged
+from ssgen.config import MethodConfig, NetConfig, OptimConfig, bounded, choice, net
 from ssgen.errors import ConfigError, DataError
 from ssgen.losses.classification import cross_entropy_with_accuracy
 from ssgen.losses.semi import linear_ramp
@@ -49,7 +49,7 @@ SCHEDULED_METHODS = ("supervised", "s4l")
 class LabelScheduleConfig:
     """none: the class labels as they are; one_vs_all: label 1 for the current class, 0 for the rest."""
     kind: str = choice("none", "none", ONE_VS_ALL)
-    every: int = ranged(1000, 1)                     # steps per task (the paper's 1k iterations)
+    every: int = bounded(1000, minimum=1)            # steps per task (the paper's 1k iterations)
     order: str = choice("seeded", "seeded", "fixed")  # the classes' order: a seeded permutation, or 0, 1, ...
     seed: int = 0                                    # of the seeded order: runs that differ in `seed` share it
 
@@ -58,9 +58,9 @@ class LabelScheduleConfig:
 class ClassifierConfig(MethodConfig):
     name: str = "supervised"
     encoder: NetConfig = net(ENCODERS, width=32, spectral_norm=False)
-    classes: int = ranged(10, 2)                     # the data's classes (one_vs_all cycles through them)
+    classes: int = bounded(10, minimum=2)            # the data's classes (one_vs_all cycles through them)
     label_schedule: LabelScheduleConfig = field(default_factory=LabelScheduleConfig)
-    dropout: float = ranged(0.0, 0.0, 1.0)           # before the linear head, while training
+    dropout: float = bounded(0.0, minimum=0.0, maximum=1.0)  # before the linear head, while training
     augment: str = "weak"                            # an ssgen.augment preset for training images, or none
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3))
 
@@ -68,9 +68,9 @@ class ClassifierConfig(MethodConfig):
 @dataclass
 class RampedConfig(ClassifierConfig):
     """A method with an unlabelled loss whose weight ramps up over the run (Lee 2013)."""
-    weight: float = ranged(1.0, 0.0)                 # the unlabelled loss's weight once ramped up
-    ramp_start: float = ranged(0.0, 0.0, 1.0)        # share of the run before which the weight is 0
-    ramp_end: float = ranged(0.4, 0.0, 1.0)          # share of the run at which it reaches `weight`
+    weight: float = bounded(1.0, minimum=0.0)        # the unlabelled loss's weight once ramped up
+    ramp_start: float = bounded(0.0, minimum=0.0, maximum=1.0)  # share of the run before which the weight is 0
+    ramp_end: float = bounded(0.4, minimum=0.0, maximum=1.0)  # share of the run at which it reaches `weight`
 
 
 def check_probability(value: float, key: str) -> None:

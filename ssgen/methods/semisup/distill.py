@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ssgen.config import NetConfig, net, path_field, ranged
+from ssgen.config import NetConfig, net, path_field, bounded
 from ssgen.errors import CheckpointError, ConfigError
 from ssgen.losses.semi import distillation_loss
 from ssgen.methods.semisup.base import LABELLED, UNLABELLED, Classifier, ClassifierConfig, eval_logits
@@ -58,8 +58,8 @@ class DistillConfig(ClassifierConfig):
     name: str = "distill"
     teacher: str = path_field()                        # a classifier run (or checkpoint), or an ssgen finetune file
     encoder: NetConfig = net(ENCODERS, width=16, spectral_norm=False)  # the student: smaller than its teacher
-    temperature: float = ranged(1.0, 0.0, low_open=True)
-    labelled_weight: float = ranged(0.0, 0.0)          # of the labelled CE beside the distillation loss
+    temperature: float = bounded(1.0, above=0.0)
+    labelled_weight: float = bounded(0.0, minimum=0.0)  # of the labelled CE beside the distillation loss
 
 
 @METHODS.register("distill")

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssgen.config import ranged
+from ssgen.config import bounded
 from ssgen.errors import ConfigError
 from ssgen.losses.semi import consistency_kl
 from ssgen.methods.semisup.base import LABELLED, UNLABELLED, Classifier, RampedConfig
@@ -34,8 +34,8 @@ from ssgen.methods.carrier import encode_together
 class EnAETConfig(RampedConfig):
     name: str = "enaet"
     transformations: list[str] = field(default_factory=lambda: list(TRANSFORMATIONS))
-    aet_weight: float = ranged(1.0, 0.0)   # of the parameter regression, summed over the kinds' mean
-    hidden: int = ranged(128, 1)           # the regression heads' hidden layer
+    aet_weight: float = bounded(1.0, minimum=0.0)  # of the parameter regression, summed over the kinds' mean
+    hidden: int = bounded(128, minimum=1)  # the regression heads' hidden layer
     # `weight` (RampedConfig): the KL consistency's, ramped up over the run
 
 

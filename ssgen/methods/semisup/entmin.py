@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ssgen.config import ranged
+from ssgen.config import bounded
 from ssgen.losses.semi import entropy
 from ssgen.methods.semisup.base import LABELLED, UNLABELLED, Classifier, RampedConfig
 from ssgen.registry import METHODS
@@ -19,7 +19,7 @@ from ssgen.registry import METHODS
 @dataclass
 class EntMinConfig(RampedConfig):
     name: str = "entmin"
-    weight: float = ranged(0.06, 0.0)
+    weight: float = bounded(0.06, minimum=0.0)
 
 
 @METHODS.register("entmin")

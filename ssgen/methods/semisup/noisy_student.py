@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ssgen.config import ranged
+from ssgen.config import bounded
 from ssgen.errors import ConfigError
 from ssgen.losses.semi import soft_cross_entropy
 from ssgen.methods.semisup.base import (LABELLED, UNLABELLED, Classifier, ClassifierConfig, augmented, augmenter,
@@ -35,14 +35,16 @@ from ssgen.methods.carrier import encode_together
 @dataclass
 class NoisyStudentConfig(ClassifierConfig):
     name: str = "noisy_student"
-    rounds: int = ranged(2, 1)                   # students trained after the first teacher
-    width_growth: float = ranged(1.0, 1.0)       # each student's width over its teacher's (equal or larger)
+    rounds: int = bounded(2, minimum=1)          # students trained after the first teacher
+    width_growth: float = bounded(1.0, minimum=1.0)  # each student's width over its teacher's (equal or larger)
     soft: bool = True                            # soft pseudo-labels (the teacher's probabilities), else its argmax
-    threshold: float = ranged(0.0, 0.0, 1.0)     # unlabelled images with a lower teacher confidence are left out
-    unlabelled_weight: float = ranged(1.0, 0.0)  # of the pseudo-label loss beside the labelled CE
+    # Unlabelled images with a lower teacher confidence are left out
+    threshold: float = bounded(0.0, minimum=0.0, maximum=1.0)
+    unlabelled_weight: float = bounded(1.0, minimum=0.0)  # of the pseudo-label loss beside the labelled CE
     # The students' noise (the first teacher trains without it):
-    dropout: float = ranged(0.5, 0.0, 1.0)       # before the head (the paper's 0.5)
-    stochastic_depth: float = ranged(0.2, 0.0, 1.0)  # drop probability of the deepest block (paper: survival 0.8)
+    dropout: float = bounded(0.5, minimum=0.0, maximum=1.0)  # before the head (the paper's 0.5)
+    # Drop probability of the deepest block (paper: survival 0.8)
+    stochastic_depth: float = bounded(0.2, minimum=0.0, maximum=1.0)
     student_augment: str = "simclr"              # the paper's RandAugment; here an ssgen.augment preset
 
 

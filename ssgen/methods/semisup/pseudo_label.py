@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ssgen.config import ranged
+from ssgen.config import bounded
 from ssgen.losses.semi import pseudo_label_loss
 from ssgen.methods.semisup.base import LABELLED, UNLABELLED, Classifier, RampedConfig
 from ssgen.registry import METHODS
@@ -20,7 +20,7 @@ from ssgen.registry import METHODS
 @dataclass
 class PseudoLabelConfig(RampedConfig):
     name: str = "pseudo_label"
-    threshold: float = ranged(0.95, 0.0, 1.0)  # least top probability for an unlabelled image to count
+    threshold: float = bounded(0.95, minimum=0.0, maximum=1.0)  # least top probability for an unlabelled image to count
 
 
 @METHODS.register("pseudo_label")
