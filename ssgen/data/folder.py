@@ -6,7 +6,8 @@ of the train split is held out as the test split (`ssgen.data.holdout`). Any ima
 (grayscale, palette, 16-bit, RGBA) is converted to RGB; any size is resized (shorter side) and
 centre-cropped to `data.resolution`. Zip members that would escape the archive (`..`, absolute
 paths) are refused. Sets that fit are decoded once per
-process (in parallel) and held in memory; larger ones are decoded on demand.
+process (in parallel) and held in memory, their decoded copy kept on disk for the next run
+(`ssgen.data.decoded_cache`, `data.cache`); larger ones are decoded on demand.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from PIL import Image
 
 from ssgen.config import DataConfig
 from ssgen.data.base import ImageSet
+from ssgen.data.decoded_cache import copy_path, read_copy, say, write_copy
 from ssgen.data.holdout import Holdout, chosen, recorded_holdout, require_present
 from ssgen.errors import DataError
 from ssgen.files import stat_identity
@@ -184,12 +186,13 @@ def refuse_unusable(source: Path, problems: list[str]) -> None:
                         + "; ".join(problems[:UNUSABLE_NAMED]) + more)
 
 
-def decode_all(source: Path, members: list[str], resolution: int) -> torch.Tensor:
-    workers = min(os.cpu_count() or 1, 8)
-    if len(members) < 2000 or workers == 1:
+def decode_all(source: Path, members: list[str], resolution: int, what: str) -> np.ndarray:
+    workers = min(os.cpu_count() or 1, 8) if len(members) >= 2000 else 1  # a pool's start-up costs more
+    say(f"data: decoding {what} with {workers} process{'es' if workers > 1 else ''} ...")
+    if workers == 1:
         images, problems = _decode_chunk(str(source), members, resolution)
         refuse_unusable(source, problems)
-        return torch.from_numpy(images)
+        return images
     chunks = [members[i::workers * 4] for i in range(workers * 4)]
     with ProcessPoolExecutor(workers) as pool:
         parts = list(pool.map(_decode_chunk, [str(source)] * len(chunks), chunks, [resolution] * len(chunks)))
@@ -197,6 +200,21 @@ def decode_all(source: Path, members: list[str], resolution: int) -> torch.Tenso
     images = np.empty((len(members), 3, resolution, resolution), np.uint8)
     for i, (part, _) in enumerate(parts):
         images[i::workers * 4] = part
+    return images
+
+
+def decoded_images(source: Path, members: list[str], split: str, resolution: int, identity: str,
+                   cache: bool) -> torch.Tensor:
+    """All of `members` decoded: the cache's decoded copy where it has one (`cache`), else decoded
+    in parallel and, with `cache`, copied into it for the next run."""
+    what = f"{len(members):,} {split} images of {str(source)!r}"
+    if not cache:
+        return torch.from_numpy(decode_all(source, members, resolution, what))
+    path = copy_path(identity, split, resolution)
+    images = read_copy(path, (len(members), 3, resolution, resolution), what)
+    if images is None:
+        images = decode_all(source, members, resolution, what)
+        write_copy(path, images, what)
     return torch.from_numpy(images)
 
 
@@ -236,9 +254,10 @@ def scan(source: Path) -> Listing:
     return Listing(source, members, classes, [index[t] if t is not None else -1 for t in tops])
 
 
-def image_set(listing: Listing, rows: list[int], split: str, resolution: int) -> ImageSet:
-    """The images `rows` of `listing` as `split`: decoded once per process where they fit in memory,
-    else on demand. All splits of one listing share its classes, so labels mean the same in each."""
+def image_set(listing: Listing, rows: list[int], split: str, resolution: int, cache: bool) -> ImageSet:
+    """The images `rows` of `listing` as `split`: decoded once per process where they fit in memory
+    (`cache`: and once for every run, `decoded_images`), else on demand. All splits of one listing
+    share its classes, so labels mean the same in each."""
     source, members = listing.source, [listing.members[i] for i in rows]
     # Every file's identity, not the folder's stat: an image edited in place, or added inside a
     # class folder, leaves the folder's own stat as it was (a notebook measuring twice).
@@ -250,7 +269,7 @@ def image_set(listing: Listing, rows: list[int], split: str, resolution: int) ->
     name = f"folder:{source}"
     if len(members) * 3 * resolution ** 2 <= IN_MEMORY_LIMIT:
         result = ImageSet(name, split, resolution, listing.classes, labels,
-                          images=decode_all(source, members, resolution))
+                          images=decoded_images(source, members, split, resolution, identity, cache))
     else:
         def decode_one(i: int) -> torch.Tensor:
             where = f"{members[i]!r} in {str(source)!r}"
@@ -267,7 +286,7 @@ def image_set(listing: Listing, rows: list[int], split: str, resolution: int) ->
 def folder(cfg: DataConfig, split: str) -> ImageSet:
     """The folder's own `split` (train, or a test split beside it), whole."""
     listing = scan(split_source(cfg, split))
-    return image_set(listing, list(range(len(listing.members))), split, cfg.resolution)
+    return image_set(listing, list(range(len(listing.members))), split, cfg.resolution, cfg.cache)
 
 
 def choose_holdout(cfg: DataConfig, recorded: Sequence[str] | None = None) -> Holdout:
@@ -291,4 +310,4 @@ def held_out_split(cfg: DataConfig, split: str, held_out: Sequence[str]) -> Imag
     require_present(str(listing.source), listing.members, held_out)  # the folder may have changed since
     held = set(held_out)
     rows = [i for i, member in enumerate(listing.members) if (member in held) == (split == "test")]
-    return image_set(listing, rows, split, cfg.resolution)
+    return image_set(listing, rows, split, cfg.resolution, cfg.cache)
