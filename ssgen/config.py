@@ -81,6 +81,9 @@ class DataConfig:
     device_resident: str = choice("auto", "auto", "yes", "no")  # hold uint8 images on the device
     workers: int = bounded(2, minimum=0)  # DataLoader workers when streaming
     download: bool = False         # torchvision sets: allow a download into `path`
+    # folder/zip: keep a decoded uint8 copy in $SSGEN_CACHE/decoded (default ~/.cache/ssgen) and read it
+    # on the next run or resume instead of decoding again; false: decode every time, write nothing.
+    cache: bool = True
     seed: int = 0                  # procedural data (shapes), subset and holdout selection
     # A folder with no test split beside it: the share of each class held out (seeded by `seed`)
     # as the test split of the probe and FD, never trained on; 0: hold nothing out.

@@ -1,5 +1,5 @@
 """Atomic file writes: a crash (kill -9, power cut) leaves the old content or the new, never a torn
-file; and the stat identity that tells a changed file from the one a cache saw."""
+file; the stat identity that tells a changed file from the one a cache saw; where caches live."""
 
 from __future__ import annotations
 
@@ -38,3 +38,8 @@ def stat_identity(path: str | Path) -> str:
     new inode, or a new ctime: the kernel sets ctime on every write and rename, and none can set it back."""
     stat = os.stat(path)
     return f"{stat.st_dev}:{stat.st_ino}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}"
+
+
+def cache_root() -> Path:
+    """ssgen's disk caches (FD reference statistics, decoded images, ...): $SSGEN_CACHE, else ~/.cache/ssgen."""
+    return Path(os.environ.get("SSGEN_CACHE") or Path.home() / ".cache" / "ssgen")

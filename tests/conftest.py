@@ -23,6 +23,16 @@ class TinyExtractor(nn.Module):
         return torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory):
+    """ssgen's disk caches (decoded images, FD statistics) in a folder of this test session's own:
+    tests write no data into the user's ~/.cache/ssgen and find nothing there from other runs.
+    A test that sets SSGEN_CACHE itself (monkeypatch.setenv) still gets its own."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SSGEN_CACHE", str(tmp_path_factory.mktemp("ssgen-cache")))
+        yield
+
+
 @pytest.fixture
 def extractor_file(tmp_path):
     """Path of a scripted TinyExtractor (metric name: FD(tiny-fd))."""

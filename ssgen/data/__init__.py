@@ -13,11 +13,12 @@ from ssgen.config import DataConfig
 from ssgen.data import folder, shapes, torchvision_sets  # noqa: F401  (registration)
 from ssgen.data.base import ImageSet, require_labels
 from ssgen.data.batches import BatchStream
+from ssgen.data.decoded_cache import data_log
 from ssgen.data.holdout import Holdout, holdout_text, parse_holdout
 from ssgen.errors import ConfigError, DataError
 from ssgen.registry import DATASETS
 
-__all__ = ["BatchStream", "Holdout", "ImageSet", "build_dataset", "choose_holdout", "holdout_text",
+__all__ = ["BatchStream", "Holdout", "ImageSet", "build_dataset", "choose_holdout", "data_log", "holdout_text",
            "missing_labels", "parse_holdout", "require_labels"]
 
 

@@ -6,7 +6,8 @@ of the train split is held out as the test split (`ssgen.data.holdout`). Any ima
 (grayscale, palette, 16-bit, RGBA) is converted to RGB; any size is resized (shorter side) and
 centre-cropped to `data.resolution`. Zip members that would escape the archive (`..`, absolute
 paths) are refused. Sets that fit are decoded once per
-process (in parallel) and held in memory; larger ones are decoded on demand.
+process (in parallel) and held in memory, their decoded copy kept on disk for the next run
+(`ssgen.data.decoded_cache`, `data.cache`); larger ones are decoded on demand.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import posixpath
 import warnings
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -27,6 +29,7 @@ from PIL import Image
 
 from ssgen.config import DataConfig
 from ssgen.data.base import ImageSet
+from ssgen.data.decoded_cache import copy_path, read_copy, say, write_copy
 from ssgen.data.holdout import Holdout, chosen, recorded_holdout, require_present
 from ssgen.errors import DataError
 from ssgen.files import stat_identity
@@ -82,23 +85,33 @@ def list_members(source: Path) -> list[str]:
     if source.is_dir():
         names = [p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file()]
     elif zipfile.is_zipfile(source):
-        with zipfile.ZipFile(source) as archive:
-            names = [n for n in archive.namelist() if not n.endswith("/")]
+        names = [n for n in open_archive(source).namelist() if not n.endswith("/")]
         for name in names:
-            pure = PurePosixPath(name)
-            if pure.is_absolute() or ".." in pure.parts or (pure.parts and ":" in pure.parts[0]):
+            if escapes(name):
                 raise DataError(f"zip {str(source)!r}: member {name!r} points outside the archive; refused")
     else:
         raise DataError(f"data.path {str(source)!r} is neither a folder nor a .zip file")
-    return sorted(n for n in names if PurePosixPath(n).suffix.lower() in EXTENSIONS
-                  and not PurePosixPath(n).name.startswith("."))
+    return sorted(n for n in names if is_image_name(n))
+
+
+# String tests, not PurePosixPath's: CIFAR-10's 50,000 names took seconds through pathlib on every run.
+def escapes(name: str) -> bool:
+    """A member name that points outside its archive: absolute, through `..`, or to a drive (c:)."""
+    parts = [part for part in name.split("/") if part not in ("", ".")]
+    return name.startswith("/") or ".." in parts or (bool(parts) and ":" in parts[0])
+
+
+def is_image_name(name: str) -> bool:
+    base = posixpath.basename(name)
+    return posixpath.splitext(base)[1].lower() in EXTENSIONS and not base.startswith(".")
 
 
 def open_archive(source: Path) -> zipfile.ZipFile | None:
-    """One open zip per process (DataLoader workers must not share a file position)."""
+    """One open zip per process (DataLoader workers must not share a file position) and per version
+    of the file (a zip replaced under the same name is opened again): its directory is read once."""
     if not source.is_file():
         return None
-    key = (os.getpid(), str(source))
+    key = (os.getpid(), str(source), stat_identity(source))
     if key not in _archives:
         _archives[key] = zipfile.ZipFile(source)
     return _archives[key]
@@ -184,12 +197,13 @@ def refuse_unusable(source: Path, problems: list[str]) -> None:
                         + "; ".join(problems[:UNUSABLE_NAMED]) + more)
 
 
-def decode_all(source: Path, members: list[str], resolution: int) -> torch.Tensor:
-    workers = min(os.cpu_count() or 1, 8)
-    if len(members) < 2000 or workers == 1:
+def decode_all(source: Path, members: list[str], resolution: int, what: str) -> np.ndarray:
+    workers = min(os.cpu_count() or 1, 8) if len(members) >= 2000 else 1  # a pool's start-up costs more
+    say(f"data: decoding {what} with {workers} process{'es' if workers > 1 else ''} ...")
+    if workers == 1:
         images, problems = _decode_chunk(str(source), members, resolution)
         refuse_unusable(source, problems)
-        return torch.from_numpy(images)
+        return images
     chunks = [members[i::workers * 4] for i in range(workers * 4)]
     with ProcessPoolExecutor(workers) as pool:
         parts = list(pool.map(_decode_chunk, [str(source)] * len(chunks), chunks, [resolution] * len(chunks)))
@@ -197,6 +211,21 @@ def decode_all(source: Path, members: list[str], resolution: int) -> torch.Tenso
     images = np.empty((len(members), 3, resolution, resolution), np.uint8)
     for i, (part, _) in enumerate(parts):
         images[i::workers * 4] = part
+    return images
+
+
+def decoded_images(source: Path, members: list[str], split: str, resolution: int, identity: str,
+                   cache: bool) -> torch.Tensor:
+    """All of `members` decoded: the cache's decoded copy where it has one (`cache`), else decoded
+    in parallel and, with `cache`, copied into it for the next run."""
+    what = f"{len(members):,} {split} images of {str(source)!r}"
+    if not cache:
+        return torch.from_numpy(decode_all(source, members, resolution, what))
+    path = copy_path(identity, split, resolution)
+    images = read_copy(path, (len(members), 3, resolution, resolution), what)
+    if images is None:
+        images = decode_all(source, members, resolution, what)
+        write_copy(path, images, what)
     return torch.from_numpy(images)
 
 
@@ -205,10 +234,10 @@ def source_identity(source: Path, members: list[str]) -> str:
     size, mtime, ctime: a file replaced by one of the same size and mtime is noticed)."""
     digest = hashlib.sha256()
     if source.is_file():
-        with zipfile.ZipFile(source) as archive:
-            for member in members:
-                info = archive.getinfo(member)
-                digest.update(f"{member}|{info.CRC}|{info.file_size}".encode())
+        archive = open_archive(source)
+        for member in members:
+            info = archive.getinfo(member)
+            digest.update(f"{member}|{info.CRC}|{info.file_size}".encode())
     else:
         for member in members:
             digest.update(f"{member}|{stat_identity(source / member)}".encode())
@@ -236,9 +265,10 @@ def scan(source: Path) -> Listing:
     return Listing(source, members, classes, [index[t] if t is not None else -1 for t in tops])
 
 
-def image_set(listing: Listing, rows: list[int], split: str, resolution: int) -> ImageSet:
-    """The images `rows` of `listing` as `split`: decoded once per process where they fit in memory,
-    else on demand. All splits of one listing share its classes, so labels mean the same in each."""
+def image_set(listing: Listing, rows: list[int], split: str, resolution: int, cache: bool) -> ImageSet:
+    """The images `rows` of `listing` as `split`: decoded once per process where they fit in memory
+    (`cache`: and once for every run, `decoded_images`), else on demand. All splits of one listing
+    share its classes, so labels mean the same in each."""
     source, members = listing.source, [listing.members[i] for i in rows]
     # Every file's identity, not the folder's stat: an image edited in place, or added inside a
     # class folder, leaves the folder's own stat as it was (a notebook measuring twice).
@@ -250,7 +280,7 @@ def image_set(listing: Listing, rows: list[int], split: str, resolution: int) ->
     name = f"folder:{source}"
     if len(members) * 3 * resolution ** 2 <= IN_MEMORY_LIMIT:
         result = ImageSet(name, split, resolution, listing.classes, labels,
-                          images=decode_all(source, members, resolution))
+                          images=decoded_images(source, members, split, resolution, identity, cache))
     else:
         def decode_one(i: int) -> torch.Tensor:
             where = f"{members[i]!r} in {str(source)!r}"
@@ -267,7 +297,7 @@ def image_set(listing: Listing, rows: list[int], split: str, resolution: int) ->
 def folder(cfg: DataConfig, split: str) -> ImageSet:
     """The folder's own `split` (train, or a test split beside it), whole."""
     listing = scan(split_source(cfg, split))
-    return image_set(listing, list(range(len(listing.members))), split, cfg.resolution)
+    return image_set(listing, list(range(len(listing.members))), split, cfg.resolution, cfg.cache)
 
 
 def choose_holdout(cfg: DataConfig, recorded: Sequence[str] | None = None) -> Holdout:
@@ -291,4 +321,4 @@ def held_out_split(cfg: DataConfig, split: str, held_out: Sequence[str]) -> Imag
     require_present(str(listing.source), listing.members, held_out)  # the folder may have changed since
     held = set(held_out)
     rows = [i for i, member in enumerate(listing.members) if (member in held) == (split == "test")]
-    return image_set(listing, rows, split, cfg.resolution)
+    return image_set(listing, rows, split, cfg.resolution, cfg.cache)

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from pathlib import Path
 
 import torch
 
 from ssgen.errors import ConfigError
-from ssgen.files import atomic_write
+from ssgen.files import atomic_write, cache_root
 
 MAX_TILES = 9           # a 3x3 grid; the greedy search scans all tiles! orders (4x4 would be 16!)
 TILE_RATIO = (64, 75)   # the paper's 64 px tile inside a 75 px cell, kept at every image size
@@ -43,7 +42,7 @@ def permutation_set(count: int, tiles: int = 9) -> torch.Tensor:
 
 def cache_dir() -> Path:
     """Where permutation sets are kept between runs."""
-    return Path(os.environ.get("SSGEN_CACHE") or Path.home() / ".cache" / "ssgen") / "jigsaw"
+    return cache_root() / "jigsaw"
 
 
 @functools.lru_cache(maxsize=None)

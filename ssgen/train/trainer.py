@@ -21,7 +21,7 @@ from ssgen.checkpoint import (BEST, CHECKPOINT_DIR, FORMAT, atomic_save, checkpo
                               latest_readable, list_checkpoints, read_holdout, read_labelled, save_checkpoint)
 from ssgen.config import Config, to_dict
 from ssgen.console import Heartbeat, ProgressReport, duration
-from ssgen.data import BatchStream, build_dataset, choose_holdout
+from ssgen.data import BatchStream, build_dataset, choose_holdout, data_log
 from ssgen.data.labelled import describe as describe_labelled, labelled_rows
 from ssgen.errors import CheckpointError, ConfigError, SsgenError
 from ssgen.eval import build_evaluators
@@ -116,7 +116,7 @@ class Trainer:
         # Cheap (a listing at most): a wrong path or an empty folder is one error line, said before anything else.
         self.holdout = choose_holdout(cfg.data, read_holdout(self.run_dir, started))
         self.log(f"data: loading {describe_source(cfg.data)} (train split) ...")
-        with self.phase("data: loading") as took:
+        with self.phase("data: loading") as took, data_log(self.log):  # decoded, or the cache's copy
             train_set = build_dataset(cfg.data, "train", self.holdout)
         self.log(f"data: {describe_images(train_set)}, {took():.1f}s")
         if self.holdout.message:  # after the train set: an unusable image's error comes first, alone
@@ -163,7 +163,7 @@ class Trainer:
         if not wanted:
             return []
         self.log(f"data: loading the images of the evaluations ({', '.join(wanted)}) ...")
-        with self.phase("data: loading the evaluations' images") as took:
+        with self.phase("data: loading the evaluations' images") as took, data_log(self.log):
             evaluators = build_evaluators(self.cfg, self.method, self.device, self.log, self.holdout, train_set)
         self.log(f"data: evaluations ready, {took():.1f}s: " + "; ".join(e.workload().what for e in evaluators))
         return evaluators
