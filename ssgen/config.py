@@ -155,6 +155,10 @@ class FIDConfig:
     weights: str = ""                       # local Inception weights file (offline)
     split: str = choice("train", "train", "test")
     batch_size: int = ranged(250, 1)
+    # Sampling and the extractor's features: auto is trainer.precision's (a bf16 run is measured in
+    # bf16 autocast, at its speed; an fp32 run in fp32); bf16 moves FD-10k of CIFAR-10 by less than
+    # its sample noise (docs/performance.md). Recorded in the protocol where it is bf16.
+    precision: str = choice("auto", "auto", "fp32", "bf16")
 
 
 @dataclass
@@ -170,6 +174,9 @@ class ProbeConfig:
     tolerance: float = ranged(1e-6, 0.0, low_open=True)
     l2: float = ranged(1e-4, 0.0)
     batch_size: int = ranged(500, 1)        # feature extraction batch
+    # The frozen features: auto is trainer.precision's; bf16 moves the 10k/10k probe of CIFAR-10 by
+    # less than its standard error (docs/performance.md). Recorded in the protocol where it is bf16.
+    precision: str = choice("auto", "auto", "fp32", "bf16")
 
 
 @dataclass

@@ -17,7 +17,7 @@ import torch
 import yaml
 from torch.utils.tensorboard import SummaryWriter
 
-from ssgen import parallel
+from ssgen import parallel, precision
 from ssgen.checkpoint import (BEST, CHECKPOINT_DIR, CONFIG_FILE, FORMAT, HOLDOUT_FILE, LABELLED_FILE,
                               atomic_save, build_method, checkpoint_dir, checkpoint_step, latest_readable, list_checkpoints,
                               load_method_state, read_holdout, read_labelled, save_checkpoint)
@@ -481,10 +481,7 @@ def lock_run_dir(run_dir: Path):
 
 
 def autocast(cfg: Config, device: torch.device):
-    bf16 = cfg.trainer.precision == "bf16" or (cfg.trainer.precision == "auto" and device.type == "cuda")
-    if not bf16:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+    return precision.autocast(precision.training_precision(cfg.trainer.precision, device), device)
 
 
 def check_writable(run_dir: Path) -> None:
