@@ -11,6 +11,9 @@ Three figures per precision:
   own 4x4 stride-2 shapes), replayed back to back on random tensors of the recorded shapes,
   strides (channels_last stays channels_last) and dtypes: what these shapes reach without the rest;
 - the step: its FLOPs / its median time over --rounds of --steps G steps (bf16: under autocast).
+The three take turns in each round, so that a changing load weighs on each alike; all are medians.
+On a shared machine, --clock cpu times with this process's CPU time instead of the wall clock: at
+--threads 1, the time it computed, which waiting for a core does not inflate.
 The gap between the second and the third is the step's non-convolution work (activations,
 normalisation, optimizer, data movement), and "convs share" says how much of the step's time the
 convolutions alone take; between the first and the second, the shapes' own limit.
@@ -55,20 +58,20 @@ class MatrixFlops(TorchDispatchMode):
         return out
 
 
-def timed(fn, repeats: int) -> float:
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = CLOCKS["wall"]
+
+
+def timed(fn, repeats: int, warm_up: bool = True) -> float:
     """Median seconds of fn() over `repeats` calls, after one untimed call."""
-    fn()
+    if warm_up:
+        fn()
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return statistics.median(times)
-
-
-def gemm_gflops(n: int, dtype: torch.dtype, device) -> float:
-    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
-    return 2 * n**3 / timed(lambda: a @ b, 5) / 1e9
 
 
 CONVOLUTIONS = (torch.ops.aten.convolution.default, torch.ops.aten.convolution_backward.default)
@@ -95,16 +98,15 @@ def random_like(value):
     return torch.empty_strided(value.shape, value.stride(), dtype=value.dtype, device=value.device).normal_()
 
 
-def convs_alone(calls) -> tuple[float, float]:
-    """(GFLOP/s, seconds) of the recorded convolutions replayed back to back."""
+def replay(calls):
+    """The recorded convolutions, to be run back to back, and their FLOPs."""
     def run():
         for func, args, kwargs in calls:
             func(*args, **kwargs)
 
     with MatrixFlops() as counter:
         run()
-    seconds = timed(run, 5)
-    return counter.total / seconds / 1e9, seconds
+    return run, counter.total
 
 
 def main() -> None:
@@ -115,13 +117,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed G steps per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--gemm", type=int, default=2048, help="rows of the square GEMM that measures the peak")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="wall, or cpu: this process's CPU time (at --threads 1, unaffected by waiting for a core)")
     args = parser.parse_args()
+    global clock
+    clock = CLOCKS[args.clock]
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = load_config(args.config, [*args.overrides, "trainer.precision=fp32"])  # autocast is set here, per row
     device = resolve_device(cfg.trainer.device)
-    print(f"load average {os.getloadavg()[0]:.1f}; device {device.type}, {torch.get_num_threads()} threads, torch {torch.__version__}; config {args.config} "
-          f"{' '.join(args.overrides)}; batch {cfg.trainer.batch_size}")
+    print(f"load average {os.getloadavg()[0]:.1f}; device {device.type}, {torch.get_num_threads()} threads, "
+          f"{args.clock} clock, torch {torch.__version__}; config {args.config} {' '.join(args.overrides)}; "
+          f"batch {cfg.trainer.batch_size}")
     torch.manual_seed(cfg.seed)
     method = build_method(cfg, device)
     method.optimizers()
@@ -144,11 +151,14 @@ def main() -> None:
                 for _ in range(args.steps):
                     method.train_step(next_batch)
 
-        seconds = statistics.median(timed(steps, 1) for _ in range(args.rounds)) / args.steps
-        peak = gemm_gflops(args.gemm, dtype or torch.float32, device)
-        alone, conv_seconds = convs_alone(recorder.calls)
+        convs, conv_flops = replay(recorder.calls)
+        a, b = (torch.randn(args.gemm, args.gemm, device=device, dtype=dtype or torch.float32) for _ in range(2))
+        steps(), convs(), a @ b  # warm-up
+        rounds = [(timed(steps, 1, False) / args.steps, timed(convs, 1, False), timed(lambda: a @ b, 3, False))
+                  for _ in range(args.rounds)]
+        seconds, conv_seconds, gemm_seconds = (statistics.median(column) for column in zip(*rounds))
         recorder.calls.clear()  # the random tensors: a step's activations' worth of memory
-        step = step_flops / seconds / 1e9
+        peak, alone, step = 2 * args.gemm**3 / gemm_seconds / 1e9, conv_flops / conv_seconds / 1e9, step_flops / seconds / 1e9
         print(f"{name:9} {peak:9.1f} GF/s {alone:9.1f} GF/s {step:9.1f} GF/s {step / peak:8.1%} {seconds:8.3f} "
               f"{conv_seconds / seconds:10.0%}")
     print(f"one G step: {step_flops / 1e9:.2f} GFLOP of convolutions and matmuls (forward and backward); "
