@@ -60,13 +60,19 @@ class RandomImages:
 
 
 def timed(fn):
+    return timed_both(fn)[::2]
+
+
+def timed_both(fn):
+    """(wall seconds, result, this process's CPU seconds) of fn(). At --threads 1 on a shared CPU the
+    CPU seconds are the time it computed, which waiting for a core does not inflate."""
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     result = fn()
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    return time.perf_counter() - start, result
+    return time.perf_counter() - start, result, time.process_time() - cpu
 
 
 def main() -> None:
@@ -142,19 +148,21 @@ def compare_precisions(method, real, test, extractor, precisions: list[str], arg
         distances = {p: FrechetDistance(real, extractor, device, args.n, batch_size=args.batch_size, precision=p)
                      for p in precisions}
         for precision, distance in distances.items():
-            seconds, _ = timed(distance.reference)
-            print(f"{precision}: reference statistics of {args.n} real images (once, then cached): {seconds:.1f} s")
+            seconds, _, cpu = timed_both(distance.reference)
+            print(f"{precision}: reference statistics of {args.n} real images (once, then cached): {seconds:.1f} s, "
+                  f"CPU {cpu:.1f} s", flush=True)
         for round_ in range(args.rounds):
             for precision, distance in distances.items():
                 load = os.getloadavg()[0]
-                seconds, value = timed(lambda: distance(method))
-                print(f"round {round_ + 1}, {precision}: {extractor.label}-{args.n} vs cached reference {seconds:.1f} s "
-                      f"(load {load:.1f}-{os.getloadavg()[0]:.1f}), value {value:.3f}", flush=True)
+                seconds, value, cpu = timed_both(lambda: distance(method))
+                print(f"round {round_ + 1}, {precision}: {extractor.label}-{args.n} vs cached reference {seconds:.1f} s, "
+                      f"CPU {cpu:.1f} s (load {load:.1f}-{os.getloadavg()[0]:.1f}), value {value:.3f}", flush=True)
                 load = os.getloadavg()[0]
-                seconds, results = timed(lambda: linear_probe(method, data, probe_cfg, device, precision=precision))
+                seconds, results, cpu = timed_both(lambda: linear_probe(method, data, probe_cfg, device,
+                                                                        precision=precision))
                 found = ", ".join(f"{layer} {100 * r.accuracy:.2f}% ± {100 * r.standard_error:.2f} ({r.iterations} it)"
                                   for layer, r in results.items())
-                print(f"round {round_ + 1}, {precision}: probe {args.n}/{args.n} {seconds:.1f} s "
+                print(f"round {round_ + 1}, {precision}: probe {args.n}/{args.n} {seconds:.1f} s, CPU {cpu:.1f} s "
                       f"(load {load:.1f}-{os.getloadavg()[0]:.1f}), {found}", flush=True)
 
 
