@@ -29,7 +29,7 @@ from ssgen.data.base import seeded_subset
 from ssgen.images import to_uint8
 from ssgen.registry import EXTRACTORS
 from ssgen.parallel import all_ranks, gather_rows, near_equal_sizes, shard, world
-from ssgen.precision import autocast, recorded
+from ssgen.precision import autocast, inference_batches, recorded
 
 INCEPTION = "inception-v3-compat"
 AUTO = "auto"  # eval.fid.extractor chosen by the data (configured_extractor)
@@ -298,7 +298,8 @@ def extract(net: torch.nn.Module, batches, device: torch.device,
     the one-process order, so the statistics are the one-process statistics."""
     def features(images: torch.Tensor) -> torch.Tensor:
         with autocast(precision, device):
-            return net(images.to(device, non_blocking=True))[0].float()
+            return torch.cat([net(part.to(device, non_blocking=True))[0].float()
+                              for part in inference_batches(images, len(images), device)])
 
     stats = RunningStats()
     if world()[1] == 1:

@@ -23,7 +23,7 @@ from ssgen.data.base import seeded_subset
 from ssgen.eval.metrics import STANDARD_ERROR, binomial_standard_error
 from ssgen.images import to_float
 from ssgen.parallel import gather_rows, shard, world
-from ssgen.precision import autocast, recorded
+from ssgen.precision import autocast, inference_batches, recorded
 
 
 @dataclass
@@ -69,7 +69,7 @@ def extract_features(method, images: torch.Tensor, layers: Sequence[str], batch_
     was_training = method.training
     method.eval()
     mine = images[shard(len(images))]
-    chunks = mine.split(batch_size) if len(mine) else ()
+    chunks = inference_batches(mine, batch_size, device)
     if log is not None:
         chunks = ProgressReport(len(mine), what, log, every=max(1, len(mine) // 5), unit="images").wrap(
             chunks, map(len, chunks))
