@@ -173,6 +173,10 @@ class FIDConfig:
     weights: str = ""                       # local Inception weights file (offline)
     split: str = choice("train", "train", "test")
     batch_size: int = bounded(250, minimum=1)
+    # Sampling and the extractor's features: auto is trainer.precision's (a bf16 run is measured in
+    # bf16 autocast, at its speed; an fp32 run in fp32); bf16 moves FD-10k of CIFAR-10 by less than
+    # its sample noise (docs/performance.md). Recorded in the protocol where it is bf16.
+    precision: str = choice("auto", "auto", "fp32", "bf16")
 
 
 @dataclass
@@ -198,6 +202,9 @@ class ProbeConfig(FrozenFeaturesConfig):
     max_iter: int = bounded(1000, minimum=1)  # L-BFGS iteration cap
     tolerance: float = bounded(1e-6, above=0.0)
     l2: float = bounded(1e-4, minimum=0.0)
+    # The frozen features: auto is trainer.precision's; bf16 moves the 10k/10k probe of CIFAR-10 by
+    # less than its standard error (docs/performance.md). Recorded in the protocol where it is bf16.
+    precision: str = choice("auto", "auto", "fp32", "bf16")
 
 
 @dataclass

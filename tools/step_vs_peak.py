@@ -6,11 +6,17 @@ this machine reaches on a dense GEMM and on the step's own convolutions run alon
 
 Three figures per precision:
 - GEMM peak: a square matmul of --gemm rows (2048: large enough to reach the matrix units' rate);
-- the step's convolutions alone: every Conv2d shape of one G and D forward (recorded by hooks),
-  replayed forward, back to back, on random tensors; what these shapes reach without the rest;
+- the step's convolutions alone: every convolution of one step, forward and backward (recorded at
+  torch's dispatch, so the fused resampling's F.conv2d / F.conv_transpose2d calls count, at their
+  own 4x4 stride-2 shapes), replayed back to back on random tensors of the recorded shapes,
+  strides (channels_last stays channels_last) and dtypes: what these shapes reach without the rest;
 - the step: its FLOPs / its median time over --rounds of --steps G steps (bf16: under autocast).
+The three take turns in each round, so that a changing load weighs on each alike; all are medians.
+On a shared machine, --clock cpu times with this process's CPU time instead of the wall clock: at
+--threads 1, the time it computed, which waiting for a core does not inflate.
 The gap between the second and the third is the step's non-convolution work (activations,
-normalisation, optimizer, data movement); between the first and the second, the shapes' own limit.
+normalisation, optimizer, data movement), and "convs share" says how much of the step's time the
+convolutions alone take; between the first and the second, the shapes' own limit.
 Synthetic device-resident batches, as tools/bench_train.py: the step, not the dataset, is timed.
 """
 
@@ -18,12 +24,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
 import time
 
 import torch
-import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_map
 from torch.utils.flop_counter import flop_registry
 
 from ssgen.config import load_config
@@ -51,49 +58,55 @@ class MatrixFlops(TorchDispatchMode):
         return out
 
 
-def timed(fn, repeats: int) -> float:
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = CLOCKS["wall"]
+
+
+def timed(fn, repeats: int, warm_up: bool = True) -> float:
     """Median seconds of fn() over `repeats` calls, after one untimed call."""
-    fn()
+    if warm_up:
+        fn()
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return statistics.median(times)
 
 
-def gemm_gflops(n: int, dtype: torch.dtype, device) -> float:
-    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
-    return 2 * n**3 / timed(lambda: a @ b, 5) / 1e9
+CONVOLUTIONS = (torch.ops.aten.convolution.default, torch.ops.aten.convolution_backward.default)
 
 
-def conv_shapes(method, batch: torch.Tensor) -> list[tuple[tuple, torch.nn.Conv2d]]:
-    """(input shape, module) of every Conv2d call in one G forward and one D forward of its fakes."""
-    calls = []
-    hooks = [m.register_forward_pre_hook(lambda mod, args: calls.append((tuple(args[0].shape), mod)))
-             for m in method.modules() if isinstance(m, torch.nn.Conv2d)]
-    with torch.no_grad():
-        method.D(method.G(method.noise(len(batch))))
-    for hook in hooks:
-        hook.remove()
-    return calls
+class ConvolutionRecorder(TorchDispatchMode):
+    """Every convolution, forward and backward, dispatched while active, as (op, args, kwargs) with
+    each tensor replaced by a random one of its shape, strides and dtype, to be replayed alone."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in CONVOLUTIONS:
+            self.calls.append((func, tree_map(random_like, args), tree_map(random_like, kwargs)))
+        return func(*args, **kwargs)
 
 
-def convs_alone_gflops(calls, dtype: torch.dtype, device) -> float:
-    """The recorded convolutions replayed forward on random tensors of `dtype`."""
-    work = []
-    for shape, conv in calls:
-        x = torch.randn(shape, device=device, dtype=dtype)
-        w = conv.weight.detach().to(dtype)
-        work.append((x, w, conv.stride, conv.padding, conv.dilation, conv.groups))
+def random_like(value):
+    if not isinstance(value, torch.Tensor):
+        return value
+    return torch.empty_strided(value.shape, value.stride(), dtype=value.dtype, device=value.device).normal_()
 
+
+def replay(calls):
+    """The recorded convolutions, to be run back to back, and their FLOPs."""
     def run():
-        for x, w, stride, padding, dilation, groups in work:
-            F.conv2d(x, w, None, stride, padding, dilation, groups)
+        for func, args, kwargs in calls:
+            func(*args, **kwargs)
 
     with MatrixFlops() as counter:
         run()
-    return counter.total / timed(run, 5) / 1e9
+    return run, counter.total
 
 
 def main() -> None:
@@ -104,13 +117,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed G steps per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--gemm", type=int, default=2048, help="rows of the square GEMM that measures the peak")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="wall, or cpu: this process's CPU time (at --threads 1, unaffected by waiting for a core)")
     args = parser.parse_args()
+    global clock
+    clock = CLOCKS[args.clock]
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = load_config(args.config, [*args.overrides, "trainer.precision=fp32"])  # autocast is set here, per row
     device = resolve_device(cfg.trainer.device)
-    print(f"device {device.type}, {torch.get_num_threads()} threads, torch {torch.__version__}; config {args.config} "
-          f"{' '.join(args.overrides)}; batch {cfg.trainer.batch_size}")
+    print(f"load average {os.getloadavg()[0]:.1f}; device {device.type}, {torch.get_num_threads()} threads, "
+          f"{args.clock} clock, torch {torch.__version__}; config {args.config} {' '.join(args.overrides)}; "
+          f"batch {cfg.trainer.batch_size}")
     torch.manual_seed(cfg.seed)
     method = build_method(cfg, device)
     method.optimizers()
@@ -120,11 +138,11 @@ def main() -> None:
     def next_batch():
         return pool[next(counter) % len(pool)]
 
-    calls = conv_shapes(method, pool[0])
-    print(f"{'precision':9} {'GEMM peak':>12} {'convs alone':>12} {'step':>12} {'step/peak':>9} {'s/step':>8}")
+    print(f"{'precision':9} {'GEMM peak':>12} {'convs alone':>12} {'step':>12} {'step/peak':>9} {'s/step':>8} "
+          f"{'convs share':>11}")
     for name, dtype in PRECISIONS.items():
         amp = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
-        with amp, MatrixFlops() as flops:
+        with amp, MatrixFlops() as flops, ConvolutionRecorder() as recorder:
             method.train_step(next_batch)  # one G step: n_dis D updates and one G update
         step_flops = flops.total
 
@@ -133,12 +151,18 @@ def main() -> None:
                 for _ in range(args.steps):
                     method.train_step(next_batch)
 
-        seconds = statistics.median(timed(steps, 1) for _ in range(args.rounds)) / args.steps
-        peak = gemm_gflops(args.gemm, dtype or torch.float32, device)
-        alone = convs_alone_gflops(calls, dtype or torch.float32, device)
-        step = step_flops / seconds / 1e9
-        print(f"{name:9} {peak:9.1f} GF/s {alone:9.1f} GF/s {step:9.1f} GF/s {step / peak:8.1%} {seconds:8.3f}")
-    print(f"one G step: {step_flops / 1e9:.2f} GFLOP of convolutions and matmuls (forward and backward)")
+        convs, conv_flops = replay(recorder.calls)
+        a, b = (torch.randn(args.gemm, args.gemm, device=device, dtype=dtype or torch.float32) for _ in range(2))
+        steps(), convs(), a @ b  # warm-up
+        rounds = [(timed(steps, 1, False) / args.steps, timed(convs, 1, False), timed(lambda: a @ b, 3, False))
+                  for _ in range(args.rounds)]
+        seconds, conv_seconds, gemm_seconds = (statistics.median(column) for column in zip(*rounds))
+        recorder.calls.clear()  # the random tensors: a step's activations' worth of memory
+        peak, alone, step = 2 * args.gemm**3 / gemm_seconds / 1e9, conv_flops / conv_seconds / 1e9, step_flops / seconds / 1e9
+        print(f"{name:9} {peak:9.1f} GF/s {alone:9.1f} GF/s {step:9.1f} GF/s {step / peak:8.1%} {seconds:8.3f} "
+              f"{conv_seconds / seconds:10.0%}")
+    print(f"one G step: {step_flops / 1e9:.2f} GFLOP of convolutions and matmuls (forward and backward); "
+          f"load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import torch
 from ssgen.config import Config
 from ssgen.eval.workload import Workload, smaller
 from ssgen.methods.base import Method
+from ssgen.precision import evaluation_precision
 
 
 class Evaluator(Protocol):
@@ -36,6 +37,7 @@ class FIDEvaluator:
         self.name, self.every, self.lower_is_better_key = extractor.label, fc.every, extractor.metric_key
         self.images = build_dataset(cfg.data, fc.split, holdout)  # here: a missing split fails before training
         self.extractor, self.device, self.cfg = extractor, device, cfg
+        self.precision = evaluation_precision(fc.precision, cfg.trainer.precision, device)
         self.distance = None
 
     def __call__(self, method: Method, step: int) -> tuple[dict[str, float], dict]:
@@ -44,7 +46,7 @@ class FIDEvaluator:
         if self.distance is None:
             fc = self.cfg.eval.fid
             self.distance = FrechetDistance(self.images, self.extractor, self.device, fc.num_samples,
-                                            batch_size=fc.batch_size, seed=self.cfg.seed)
+                                            batch_size=fc.batch_size, seed=self.cfg.seed, precision=self.precision)
         return {self.lower_is_better_key: self.distance(method)}, self.distance.protocol
 
     def workload(self) -> Workload:
@@ -59,10 +61,12 @@ class FrozenFeatureEvaluator:
     """A classifier of frozen features on fixed labelled images: the linear probe or kNN."""
     lower_is_better_key = None
 
-    def __init__(self, name: str, cfg, data_cfg, method: Method, device: torch.device, holdout=None):
+    def __init__(self, name: str, cfg, data_cfg, method: Method, device: torch.device, holdout=None,
+                 precision: str = "fp32"):
+        """`precision`: of the frozen features (the linear probe's eval.probe.precision, resolved)."""
         from ssgen.data import build_dataset, require_labels
 
-        self.name, self.cfg, self.device, self.every = name, cfg, device, cfg.every
+        self.name, self.cfg, self.device, self.every, self.precision = name, cfg, device, cfg.every, precision
         self.layers = method.check_features(cfg.layers)  # unknown layers fail before training
         self.sets = [build_dataset(data_cfg, split, holdout) for split in ("train", "test")]
         for images in self.sets:
@@ -79,12 +83,13 @@ class FrozenFeatureEvaluator:
             accuracy, protocol = knn_probe(method, self.data, self.cfg, self.device, self.layers), \
                 knn_protocol(self.data, self.cfg)
         else:
-            results = linear_probe(method, self.data, self.cfg, self.device, self.layers)
+            results = linear_probe(method, self.data, self.cfg, self.device, self.layers, precision=self.precision)
             accuracy = {layer: result.accuracy for layer, result in results.items()}
             # Whether the fits converged belongs to the protocol: a figure short of the optimum is
             # not comparable with the rest. Iterations do not, as they change from step to step and
             # the report draws each protocol on its own panel.
-            protocol = {**self.data.protocol(self.cfg), "converged": all(r.converged for r in results.values())}
+            protocol = {**self.data.protocol(self.cfg, self.precision),
+                        "converged": all(r.converged for r in results.values())}
         return {f"{self.name}/{layer}": value for layer, value in accuracy.items()}, protocol
 
     def workload(self) -> Workload:
@@ -153,6 +158,9 @@ def build_evaluators(cfg: Config, method: Method, device: torch.device, log: Cal
         if unlabelled:
             log(f"{' and '.join(wanted)} off: {unlabelled} to classify with")
         else:
-            evaluators += [FrozenFeatureEvaluator(name, getattr(cfg.eval, name), cfg.data, method, device, holdout)
+            # kNN's features stay fp32: its agreement in bf16 is not measured.
+            probe_precision = evaluation_precision(cfg.eval.probe.precision, cfg.trainer.precision, device)
+            evaluators += [FrozenFeatureEvaluator(name, getattr(cfg.eval, name), cfg.data, method, device, holdout,
+                                                  probe_precision if name == "probe" else "fp32")
                            for name in wanted]
     return evaluators

@@ -14,6 +14,7 @@ import click
 
 from ssgen.errors import ConfigError
 from ssgen.eval.finetune import FinetuneConfig
+from ssgen.precision import evaluation_precision, recorded
 from ssgen.registry import EXTRACTORS
 
 FINETUNE = FinetuneConfig(layer="")  # the defaults of `ssgen finetune`'s options: the protocol's own
@@ -87,7 +88,10 @@ def untrained_like(run, device, images, layers, batch_size):
                    "Early in a run the EMA still carries much of G's initialisation (decay 0.999: 61% after "
                    "500 steps), so this is the figure that follows training there; recorded in the protocol.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-def fid(checkpoint, data_path, data_name, split, num, extractor, weights, no_ema, device):
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]),
+              help="Sampling and features in fp32 or bf16 autocast; default: the run's eval.fid.precision "
+                   "(auto: the run's trainer.precision). Recorded in the protocol where bf16.")
+def fid(checkpoint, data_path, data_name, split, num, extractor, weights, no_ema, device, precision):
     """FID (or FD in another feature space) of CHECKPOINT's samples against real images.
 
     Prints the value and its protocol and appends both to the run's metrics.jsonl. Real-image
@@ -114,7 +118,9 @@ def fid(checkpoint, data_path, data_name, split, num, extractor, weights, no_ema
     for line in measurement_warnings(feature_space, images, num):
         click.echo(line, err=True)
     distance = FrechetDistance(images, feature_space, device, num, batch_size=fc.batch_size, seed=run.cfg.seed,
-                               log=lambda line: click.echo(line, err=True))
+                               log=lambda line: click.echo(line, err=True),
+                               precision=evaluation_precision(precision or fc.precision, run.cfg.trainer.precision,
+                                                              device))
     value = distance(run.method)
     protocol = {**distance.protocol, **({"generator": "G, no EMA"} if no_ema else {})}
     click.echo(f"{feature_space.label}: {value:.4f}")
@@ -138,7 +144,10 @@ def fid(checkpoint, data_path, data_name, split, num, extractor, weights, no_ema
 @click.option("--knn", is_flag=True, help="Also the weighted kNN classifier of the same features (k and temperature "
                                        "from the run's eval.knn: 200 and 0.1 by default), as SSL libraries report it.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-def probe(checkpoint, layers, random_init, train_size, test_size, data_path, data_name, knn, device):
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]),
+              help="Frozen features in fp32 or bf16 autocast; default: the run's eval.probe.precision (auto: the "
+                   "run's trainer.precision). Recorded in the protocol where bf16; --knn classifies the same features.")
+def probe(checkpoint, layers, random_init, train_size, test_size, data_path, data_name, knn, device, precision):
     """Linear-probe top-1 of CHECKPOINT's frozen features (e.g. a GAN's discriminator), per layer.
 
     A logistic regression is fit on features of a fixed labelled train subset and scored on the
@@ -162,11 +171,12 @@ def probe(checkpoint, layers, random_init, train_size, test_size, data_path, dat
     if random_init:
         method = untrained_like(run, device, data.train_images, chosen, cfg.batch_size)
     log = lambda line: click.echo(line, err=True)  # noqa: E731
-    train, test = frozen_features(method, data, chosen, cfg.batch_size, device, log)
+    features_precision = evaluation_precision(precision or cfg.precision, run.cfg.trainer.precision, device)
+    train, test = frozen_features(method, data, chosen, cfg.batch_size, device, log, features_precision)
     log(f"fitting the classifier (L-BFGS to gradient max-abs {cfg.tolerance:g}, at most {cfg.max_iter} "
         f"iterations per layer, {len(chosen)} layer(s))")
     source = "random-init network" if random_init else f"{run.checkpoint} (step {run.step})"
-    click.echo(f"linear probe of {source}; protocol: {json.dumps(data.protocol(cfg))}")
+    click.echo(f"linear probe of {source}; protocol: {json.dumps(data.protocol(cfg, features_precision))}")
     for layer in chosen:
         result = fit_probe(train[layer], data.train_labels, test[layer], data.test_labels,
                            data.num_classes, cfg.max_iter, cfg.l2, cfg.tolerance)
@@ -177,7 +187,7 @@ def probe(checkpoint, layers, random_init, train_size, test_size, data_path, dat
         warn_if_unconverged(result, layer, log)
     if knn:
         knn_cfg = run.cfg.eval.knn
-        click.echo(f"kNN of {source}; protocol: {json.dumps(knn_protocol(data, knn_cfg))}")
+        click.echo(f"kNN of {source}; protocol: {json.dumps({**knn_protocol(data, knn_cfg), **recorded(features_precision)})}")
         for layer in chosen:
             accuracy = knn_accuracy(train[layer], data.train_labels, test[layer], data.test_labels,
                                     data.num_classes, knn_cfg.k, knn_cfg.temperature)

@@ -29,6 +29,7 @@ from ssgen.data.base import seeded_subset
 from ssgen.images import to_uint8
 from ssgen.registry import EXTRACTORS
 from ssgen.parallel import all_ranks, gather_rows, near_equal_sizes, shard, world
+from ssgen.precision import autocast, inference_batches, recorded
 
 INCEPTION = "inception-v3-compat"
 AUTO = "auto"  # eval.fid.extractor chosen by the data (configured_extractor)
@@ -84,7 +85,8 @@ class Extractor:
     def metric_key(self) -> str:
         return "fid" if self.is_inception else f"fd/{self.name}"
 
-    def build(self, device: torch.device) -> torch.nn.Module:
+    def build(self, device: torch.device, precision: str = "fp32") -> torch.nn.Module:
+        """The extractor on `device`, for features computed in `precision` (precision.py)."""
         from torch_fidelity.utils import create_feature_extractor
 
         _register_torchscript()
@@ -94,11 +96,13 @@ class Extractor:
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's and freeze's deprecation notices
             module = create_feature_extractor(
                 self.tf_name, [self.feature], cuda=False, verbose=False, **dict(self.kwargs)).to(device)
-            if device.type == "cpu" and isinstance(getattr(module, "net", None), torch.jit.ScriptModule):
+            scripted = isinstance(getattr(module, "net", None), torch.jit.ScriptModule)
+            if device.type == "cpu" and scripted and precision == "fp32":
                 # A TorchScript file on the CPU: frozen (weights as constants, batch norm folded
                 # into the convolutions) and laid out for oneDNN: 1.2x faster on the CIFAR-10 FD
                 # extractor, its features equal to 1e-6 relative (docs/performance.md). After the
-                # move: a frozen module's constants do not follow .to().
+                # move: a frozen module's constants do not follow .to(). Not for bf16: autocast
+                # does not reach into a frozen graph, which would compute in fp32.
                 module.net = torch.jit.optimize_for_inference(torch.jit.freeze(module.net.eval()))
         return module
 
@@ -285,18 +289,24 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 @torch.no_grad()
 def extract(net: torch.nn.Module, batches, device: torch.device,
-            sizes: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Statistics of the features of an iterable of uint8 image batches.
+            sizes: list[int] | None = None, precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
+    """Statistics of the features of an iterable of uint8 image batches, computed in `precision`
+    (the statistics themselves in float64).
 
     Under torchrun `batches` are this process's share (`shard` of the batch list) and `sizes`
     the sizes of all the batches: the features are gathered and accumulated batch by batch in
     the one-process order, so the statistics are the one-process statistics."""
+    def features(images: torch.Tensor) -> torch.Tensor:
+        with autocast(precision, device):
+            return torch.cat([net(part.to(device, non_blocking=True))[0].float()
+                              for part in inference_batches(images, len(images), device)])
+
     stats = RunningStats()
     if world().size == 1:
         for images in batches:
-            stats.update(net(images.to(device, non_blocking=True))[0])
+            stats.update(features(images))
         return stats.finish()
-    mine = [net(images.to(device, non_blocking=True))[0] for images in batches]
+    mine = [features(images) for images in batches]
     rows = gather_rows(torch.cat(mine) if mine else torch.empty(0, 0, device=device))
     for part in rows.split(sizes or [len(rows)]):
         stats.update(part)
@@ -304,19 +314,20 @@ def extract(net: torch.nn.Module, batches, device: torch.device,
 
 
 # ---------------------------------------------------------------- real and fake sides
-def reference_key(images, num_real: int, extractor: Extractor) -> str:
+def reference_key(images, num_real: int, extractor: Extractor, precision: str = "fp32") -> str:
+    # fp32 adds no key, so that the statistics cached before precisions were keyed are found again.
     parts = {"data": images.fingerprint(), "split": images.split, "resolution": images.resolution,
              "num_real": num_real, "extractor": extractor.name, "feature": extractor.feature,
-             "weights_sha256": file_sha256(extractor.weights)}
+             "weights_sha256": file_sha256(extractor.weights), **recorded(precision)}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def reference_stats(images, num_real: int, extractor: Extractor, net_for, device: torch.device,
-                    batch_size: int, log=None) -> tuple[np.ndarray, np.ndarray]:
-    """(mu, sigma) of the real images, from the disk cache or computed and cached.
-    `net_for()` builds the extractor network only when the statistics must be computed."""
+                    batch_size: int, log=None, precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
+    """(mu, sigma) of the real images' features in `precision`, from the disk cache or computed and
+    cached. `net_for()` builds the extractor network only when the statistics must be computed."""
     num_real = min(num_real, len(images))
-    path = cache_dir() / f"{reference_key(images, num_real, extractor)}.npz"
+    path = cache_dir() / f"{reference_key(images, num_real, extractor, precision)}.npz"
     if all_ranks(path.is_file()):  # under torchrun, all read it or all compute it together
         with np.load(path, allow_pickle=False) as saved:
             return saved["mu"], saved["sigma"]
@@ -326,7 +337,7 @@ def reference_stats(images, num_real: int, extractor: Extractor, net_for, device
     if log is not None:
         batches = ProgressReport(num_real, f"{extractor.label} real images", log, every=max(1, num_real // 10),
                                  unit="images").wrap(batches, map(len, mine))
-    mu, sigma = extract(net_for(), batches, device, [len(chunk) for chunk in chunks])
+    mu, sigma = extract(net_for(), batches, device, [len(chunk) for chunk in chunks], precision)
     if world().rank != 0:
         return mu, sigma
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -334,47 +345,53 @@ def reference_stats(images, num_real: int, extractor: Extractor, net_for, device
     return mu, sigma
 
 
-def fake_batches(method, num_fake: int, batch_size: int, seed: int):
-    """uint8 samples from the method, drawn batch by batch from one seeded generator. Under
-    torchrun, this process's share of the batches: the others' latents are drawn and skipped,
-    so each batch is the one a single process would sample."""
+def fake_batches(method, num_fake: int, batch_size: int, seed: int, precision: str = "fp32"):
+    """uint8 samples from the method, generated in `precision`, drawn batch by batch from one
+    seeded generator. Under torchrun, this process's share of the batches: the others' latents
+    are drawn and skipped, so each batch is the one a single process would sample."""
     generator = torch.Generator().manual_seed(seed)
     sizes = near_equal_sizes(num_fake, batch_size)
     mine = shard(len(sizes))
+    device = next((p.device for p in method.parameters()), torch.device("cpu"))
     for i, size in enumerate(sizes[: mine.stop]):
         if i < mine.start:
             method.skip_samples(size, generator)
         else:
-            yield to_uint8(method.sample(size, generator))
+            with autocast(precision, device):
+                samples = method.sample(size, generator)
+            yield to_uint8(samples)
 
 
 class FrechetDistance:
     """FID/FD of a method's samples against one real image set; real statistics built once, lazily."""
 
     def __init__(self, images, extractor: Extractor, device: torch.device, num_fake: int,
-                 num_real: int | None = None, batch_size: int = 250, seed: int = 0, log=None):
-        """`log`: where to report progress on long work (ssgen fid); None: silent (training)."""
+                 num_real: int | None = None, batch_size: int = 250, seed: int = 0, log=None,
+                 precision: str = "fp32"):
+        """`log`: where to report progress on long work (ssgen fid); None: silent (training).
+        `precision`: of the sampling and of the extractor's features, real and fake alike."""
         self.images, self.extractor, self.device, self.log = images, extractor, device, log
-        self.num_fake, self.batch_size, self.seed = num_fake, batch_size, seed
+        self.num_fake, self.batch_size, self.seed, self.precision = num_fake, batch_size, seed, precision
         self.num_real = min(num_real or num_fake, len(images))
         self._net = None
         self._reference = None
 
     def net(self) -> torch.nn.Module:
         if self._net is None:
-            self._net = self.extractor.build(self.device)
+            self._net = self.extractor.build(self.device, self.precision)
         return self._net
 
     @property
     def protocol(self) -> dict:
         return {"metric": self.extractor.label, "num_fake": self.num_fake, "num_real": self.num_real,
                 "split": self.images.split, "dataset": self.images.name, "extractor": self.extractor.name,
-                "weights": f"{Path(self.extractor.weights).name} sha256:{file_sha256(self.extractor.weights)[:16]}"}
+                "weights": f"{Path(self.extractor.weights).name} sha256:{file_sha256(self.extractor.weights)[:16]}",
+                **recorded(self.precision)}
 
     def reference(self) -> tuple[np.ndarray, np.ndarray]:
         if self._reference is None:
             self._reference = reference_stats(self.images, self.num_real, self.extractor, self.net,
-                                              self.device, self.batch_size, self.log)
+                                              self.device, self.batch_size, self.log, self.precision)
         return self._reference
 
     def __call__(self, method) -> float:
@@ -382,11 +399,11 @@ class FrechetDistance:
         computes the distance (the others return nan)."""
         mu_real, sigma_real = self.reference()
         sizes = near_equal_sizes(self.num_fake, self.batch_size)
-        fakes = fake_batches(method, self.num_fake, self.batch_size, self.seed)
+        fakes = fake_batches(method, self.num_fake, self.batch_size, self.seed, self.precision)
         if self.log is not None:
             fakes = ProgressReport(self.num_fake, f"{self.extractor.label} samples", self.log, unit="images",
                                    every=max(1, self.num_fake // 10)).wrap(fakes, sizes[shard(len(sizes))])
-        mu, sigma = extract(self.net(), fakes, self.device, sizes)
+        mu, sigma = extract(self.net(), fakes, self.device, sizes, self.precision)
         if world().rank != 0:
             return float("nan")
         return frechet_distance(mu, sigma, mu_real, sigma_real)

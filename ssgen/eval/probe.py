@@ -24,6 +24,7 @@ from ssgen.eval.metrics import STANDARD_ERROR, binomial_standard_error
 from ssgen.images import to_float
 from ssgen.nets.heads import LinearClassifier
 from ssgen.parallel import gather_rows, shard, world
+from ssgen.precision import autocast, inference_batches, recorded
 
 
 @dataclass
@@ -43,9 +44,10 @@ class ProbeData:
         num_classes = len(train_set.classes) or int(max(train_labels.max(), test_labels.max())) + 1
         return cls(train_images, train_labels, test_images, test_labels, num_classes, train_set.name)
 
-    def protocol(self, cfg: ProbeConfig) -> dict:
+    def protocol(self, cfg: ProbeConfig, precision: str = "fp32") -> dict:
+        """How the probe's figures were measured; `precision`: of the frozen features."""
         return {**self.description("linear probe top-1"),
-                "classifier": classifier_description(cfg.tolerance, cfg.max_iter, cfg.l2)}
+                "classifier": classifier_description(cfg.tolerance, cfg.max_iter, cfg.l2), **recorded(precision)}
 
     def description(self, metric: str) -> dict:
         return {"metric": metric, "dataset": self.dataset, "train_split": "train", "test_split": "test",
@@ -60,19 +62,21 @@ def classifier_description(tolerance: float, max_iter: int, l2: float) -> str:
 
 @torch.no_grad()
 def extract_features(method, images: torch.Tensor, layers: Sequence[str], batch_size: int,
-                     device: torch.device, log=None, what: str = "features") -> dict[str, torch.Tensor]:
-    """{layer: float32 [N, F] on device} of uint8 images, with the method in eval mode.
-    Under torchrun each process extracts its share of the images and all get every row.
-    `log`: where to report progress (None: silent)."""
+                     device: torch.device, log=None, what: str = "features",
+                     precision: str = "fp32") -> dict[str, torch.Tensor]:
+    """{layer: float32 [N, F] on device} of uint8 images, with the method in eval mode, computed in
+    `precision` (precision.py). Under torchrun each process extracts its share of the images and
+    all get every row. `log`: where to report progress (None: silent)."""
     was_training = method.training
     method.eval()
     mine = images[shard(len(images))]
-    chunks = mine.split(batch_size) if len(mine) else ()
+    chunks = inference_batches(mine, batch_size, device)
     if log is not None:
         chunks = ProgressReport(len(mine), what, log, every=max(1, len(mine) // 5), unit="images").wrap(
             chunks, map(len, chunks))
     try:
-        parts = [method.features(to_float(chunk.to(device, non_blocking=True)), layers) for chunk in chunks]
+        with autocast(precision, device):
+            parts = [method.features(to_float(chunk.to(device, non_blocking=True)), layers) for chunk in chunks]
     finally:
         method.train(was_training)
     empty = torch.empty(0, 0, device=device)  # a process with no share (fewer images than processes)
@@ -109,10 +113,10 @@ def measure_norm_statistics(method, images: torch.Tensor, layers: Sequence[str],
 
 
 def frozen_features(method, data: ProbeData, layers: Sequence[str], batch_size: int, device: torch.device,
-                    log=None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """({layer: train features}, {layer: test features}) of a probe's images."""
-    return (extract_features(method, data.train_images, layers, batch_size, device, log, "train features"),
-            extract_features(method, data.test_images, layers, batch_size, device, log, "test features"))
+                    log=None, precision: str = "fp32") -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """({layer: train features}, {layer: test features}) of a probe's images, computed in `precision`."""
+    return (extract_features(method, data.train_images, layers, batch_size, device, log, "train features", precision),
+            extract_features(method, data.test_images, layers, batch_size, device, log, "test features", precision))
 
 
 @dataclass
@@ -215,13 +219,14 @@ def warn_if_unconverged(result: ProbeResult, layer: str, log: Callable[[str], No
 
 
 def linear_probe(method, data: ProbeData, cfg: ProbeConfig, device: torch.device,
-                 layers: Sequence[str] | None = None, log=None) -> dict[str, ProbeResult]:
-    """{layer: test top-1 and how the fit ended} of the method's frozen features. Under torchrun
-    every process extracts its share of the features, and the main process alone fits (others get
-    {}). `log`: where to report progress on long work (ssgen probe) and a fit that did not
-    converge; None: silent, and that warning through `warnings`."""
+                 layers: Sequence[str] | None = None, log=None, precision: str = "fp32") -> dict[str, ProbeResult]:
+    """{layer: test top-1 and how the fit ended} of the method's frozen features, computed in
+    `precision` (cfg.precision resolved: precision.evaluation_precision). Under torchrun every
+    process extracts its share of the features, and the main process alone fits (others get {}).
+    `log`: where to report progress on long work (ssgen probe) and a fit that did not converge;
+    None: silent, and that warning through `warnings`."""
     layers = method.check_features(layers or cfg.layers)
-    train, test = frozen_features(method, data, layers, cfg.batch_size, device, log)
+    train, test = frozen_features(method, data, layers, cfg.batch_size, device, log, precision)
     if world().rank != 0:
         return {}
     if log is not None:

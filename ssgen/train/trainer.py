@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from ssgen import parallel
+from ssgen import parallel, precision
 from ssgen.checkpoint import (BEST, CHECKPOINT_DIR, FORMAT, atomic_save, checkpoint_dir, checkpoint_step,
                               latest_readable, list_checkpoints, read_holdout, read_labelled, save_checkpoint)
 from ssgen.config import Config, to_dict
@@ -423,10 +423,7 @@ def format_metric(key: str, value: float) -> str:
 
 
 def autocast(cfg: Config, device: torch.device):
-    bf16 = cfg.trainer.precision == "bf16" or (cfg.trainer.precision == "auto" and device.type == "cuda")
-    if not bf16:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+    return precision.autocast(precision.training_precision(cfg.trainer.precision, device), device)
 
 
 def rng_state(device: torch.device) -> dict:
