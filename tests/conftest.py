@@ -24,7 +24,7 @@ class TinyExtractor(nn.Module):
 
 
 @pytest.fixture(autouse=True, scope="session")
-def private_cache(tmp_path_factory):
+def session_cache(tmp_path_factory):
     """ssgen's disk caches (decoded images, FD statistics) in a folder of this test session's own:
     tests write no data into the user's ~/.cache/ssgen and find nothing there from other runs.
     A test that sets SSGEN_CACHE itself (monkeypatch.setenv) still gets its own."""

@@ -25,9 +25,7 @@ from ssgen.config import load_config
 from ssgen.config import OptimConfig
 from ssgen.errors import ConfigError
 from ssgen.optim import build_optimizer, compiled_update, prepare_state
-from ssgen.config import OptimConfig
 from ssgen.rebuild import build_method
-from ssgen.train.trainer import train
 
 from small_runs import CONFIGS, QUICK, TINY, TINY_GAN, quiet_train
 

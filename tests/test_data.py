@@ -1,7 +1,6 @@
 """Data layer: shapes determinism, folder/zip labels and splits, the resumable batch stream."""
 
 import os
-import shutil
 import time
 import zipfile
 

@@ -5,7 +5,6 @@ import shutil
 import sys
 
 import pytest
-import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from ssgen.checkpoint import list_checkpoints

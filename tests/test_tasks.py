@@ -15,7 +15,6 @@ from ssgen.registry import DISCRIMINATORS, METHODS
 from ssgen.step import DataInfo
 from ssgen.methods.carrier import encode_together
 from ssgen.tasks.base import Task, TaskConfig
-from ssgen.train.trainer import train
 from small_runs import ROTNET, SMALL_GAN, TINY_GAN, quiet_train
 
 

@@ -7,7 +7,7 @@ import yaml
 
 from ssgen import threads
 from ssgen.cli import resume_config
-from ssgen.config import Config, load_config, to_dict
+from ssgen.config import load_config, to_dict
 from ssgen.errors import ConfigError
 from ssgen.threads import Pace, auto_threads, choose_threads
 from small_runs import QUICK, TINY

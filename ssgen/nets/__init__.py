@@ -2,7 +2,7 @@
 encoders/decoders (importing a module registers its builders)."""
 
 from ssgen.nets import autoencoder, dcgan, resnet
-from ssgen.nets import resnet18, vit
+from ssgen.nets import resnet18, vit  # noqa: F401  (registration)
 from ssgen.nets.base import Discriminator, Generator
 from ssgen.nets.blocks import sn_conv, sn_linear
 
