@@ -87,7 +87,8 @@ def resume_config(run_dir: Path, config_path: str | None, overrides: tuple[str, 
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="YAML experiment file (see `ssgen configs`). Defaults apply where it is silent.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override one config value, e.g. --set trainer.steps=2000 --set data.path=DIR/train.zip. Repeatable.")
+              help="Override one config value, e.g. --set trainer.steps=2000 "
+                   "--set data.path=DIR/train.zip. Repeatable.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
               help="Continue the run in this directory (any path to it, also after moving it) from its "
                    "latest readable checkpoint.")

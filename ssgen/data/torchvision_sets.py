@@ -27,7 +27,8 @@ def _load(name: str, cfg: DataConfig, split: str):
     except (RuntimeError, OSError) as err:
         how = ("set data.download=true on a machine with internet, point data.path at the folder that "
                "holds torchvision's files, or use data.name=folder with data.path=<folder or .zip of images>")
-        raise DataError(f"{name} ({split}) is not available under {root!r} ({str(err).splitlines()[0]}); {how}") from None
+        reason = str(err).splitlines()[0]
+        raise DataError(f"{name} ({split}) is not available under {root!r} ({reason}); {how}") from None
 
 
 def torchvision_set(name: str, cfg: DataConfig, split: str) -> ImageSet:

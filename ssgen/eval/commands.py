@@ -187,7 +187,8 @@ def probe(checkpoint, layers, random_init, train_size, test_size, data_path, dat
         warn_if_unconverged(result, layer, log)
     if knn:
         knn_cfg = run.cfg.eval.knn
-        click.echo(f"kNN of {source}; protocol: {json.dumps({**knn_protocol(data, knn_cfg), **recorded(features_precision)})}")
+        protocol = {**knn_protocol(data, knn_cfg), **recorded(features_precision)}
+        click.echo(f"kNN of {source}; protocol: {json.dumps(protocol)}")
         for layer in chosen:
             accuracy = knn_accuracy(train[layer], data.train_labels, test[layer], data.test_labels,
                                     data.num_classes, knn_cfg.k, knn_cfg.temperature)
@@ -200,7 +201,8 @@ def probe(checkpoint, layers, random_init, train_size, test_size, data_path, dat
               help="Folder for the PNG plots, the latest sample grids and report.md.")
 def report(run_dirs, out):
     """Plots and a Markdown summary of RUN_DIRS: FID/FD, probe accuracy (forgetting) and
-    self-supervised task accuracy (rotation ...) vs step, the latest sample grids, and a table of final and best figures per run.
+    self-supervised task accuracy (rotation ...) vs step, the latest sample grids, and a table of
+    final and best figures per run.
 
     A folder that is not itself a run stands for every run below it (`ssgen report runs/`),
     each labelled by its path inside that folder.
@@ -227,7 +229,8 @@ def report(run_dirs, out):
               help="Stage-2 batch (at most the labelled images).")
 @click.option("--optimizer", default=FINETUNE.optim.name, show_default=True,
               help="Stage 2's optimizer: adam, adamw, sgd, lars.")
-@click.option("--lr", type=float, default=FINETUNE.optim.lr, show_default=True, help="The head's learning rate in stage 2.")
+@click.option("--lr", type=float, default=FINETUNE.optim.lr, show_default=True,
+              help="The head's learning rate in stage 2.")
 @click.option("--trunk-lr-scale", type=float, default=FINETUNE.trunk_lr_scale, show_default=True,
               help="The pretrained part's learning rate as a multiple of --lr (0: frozen in stage 2 too).")
 @click.option("--schedule", default=FINETUNE.optim.schedule, show_default=True,
@@ -246,7 +249,8 @@ def report(run_dirs, out):
 @click.option("--data-path", help="Labelled images (folder or .zip); default: the run's data.path.")
 @click.option("--data-name", help="Dataset registry name of those images; default: the run's data.name.")
 @click.option("--seed", type=int, help="Seed of the batch order and augmentation; default: the run's seed.")
-@click.option("--threads", default=0, show_default=True, type=click.IntRange(0), help="CPU threads; 0: torch's default.")
+@click.option("--threads", default=0, show_default=True, type=click.IntRange(0),
+              help="CPU threads; 0: torch's default.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 def finetune(checkpoint, labels, layer, steps, batch_size, optimizer, lr, trunk_lr_scale, schedule, momentum,
              weight_decay, augment, random_init, out, test_size, data_path, data_name, seed, threads, device):
@@ -274,7 +278,8 @@ def finetune(checkpoint, labels, layer, steps, batch_size, optimizer, lr, trunk_
 
     options = from_dict(FinetuneConfig, {  # ranges and names checked before any work, each bad one named
         "layer": "", "steps": steps, "batch_size": batch_size, "trunk_lr_scale": trunk_lr_scale, "augment": augment,
-        "optim": {"name": optimizer, "lr": lr, "momentum": momentum, "weight_decay": weight_decay, "schedule": schedule}})
+        "optim": {"name": optimizer, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
+                  "schedule": schedule}})
     if threads:
         torch.set_num_threads(threads)
     run, device = load(checkpoint, device)

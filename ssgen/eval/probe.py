@@ -89,7 +89,8 @@ def measure_norm_statistics(method, images: torch.Tensor, layers: Sequence[str],
                             device: torch.device) -> int:
     """Set the running statistics of every batch norm in `method` to their average over uint8
     `images` (each module's train-mode statistics, every other module in eval mode), passing them
-    through to `layers`; returns how many modules there are. For an untrained network: its running statistics are still the
+    through to `layers`; returns how many modules there are. For an untrained network: its
+    running statistics are still the
     initial 0 and 1, so in eval mode it computes something else than the train-mode network that
     fine-tuning trains (on shapes a random ResNet-18's stage-2 loss started at 215). Measured, the
     random-init floor of probe and finetune describes the network training would start from."""
@@ -213,7 +214,7 @@ def warn_if_unconverged(result: ProbeResult, layer: str, log: Callable[[str], No
     message = (f"linear probe of {layer!r} stopped after {result.iterations} L-BFGS iterations without converging; "
                "raise eval.probe.max_iter")
     if log is None:
-        warnings.warn(message)
+        warnings.warn(message, stacklevel=2)
     else:
         log(f"warning: {message}")
 

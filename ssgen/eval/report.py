@@ -356,7 +356,8 @@ def plot_nonstationary(groups: list[Group], out: Path) -> list[str]:
         cycles = sorted({cycle for periods in runs for cycle, _ in periods})
         lines += [f"{with_n(group.label, len(runs))}: mean held-out balanced accuracy of each task over its "
                   f"period of {every} steps", "",
-                  "| task (class) | " + " | ".join(f"cycle {c + 1}" for c in cycles) + " |", "|---|" + "---|" * len(cycles)]
+                  "| task (class) | " + " | ".join(f"cycle {c + 1}" for c in cycles) + " |",
+                  "|---|" + "---|" * len(cycles)]
         for task, label in enumerate(order):
             cells = [[periods[cycle, task] for periods in runs if (cycle, task) in periods] for cycle in cycles]
             lines.append(f"| {task + 1} ({label}) | " + " | ".join(
@@ -366,10 +367,12 @@ def plot_nonstationary(groups: list[Group], out: Path) -> list[str]:
     protocol = json.loads(scheduled[0][2][1])
     every, cycle = protocol["task_every"], protocol["task_every"] * len(protocol["task_order"])
     last = max(step for _, group, series in scheduled for curve in group.curves(series) for step in curve)
-    for ax, title in ((task_ax, "current task's balanced accuracy (held out)"), (probe_ax, "linear probe top-1, all classes")):
+    for ax, title in ((task_ax, "current task's balanced accuracy (held out)"),
+                      (probe_ax, "linear probe top-1, all classes")):
         for switch in range(every, last, every):
             ends = switch % cycle == 0
-            ax.axvline(switch, color="0.5" if ends else "0.85", linestyle="--" if ends else "-", linewidth=0.8, zorder=0)
+            ax.axvline(switch, color="0.5" if ends else "0.85", linestyle="--" if ends else "-",
+                       linewidth=0.8, zorder=0)
         ax.set(title=title, xlabel="step")
         ax.grid(alpha=0.3, axis="y")
         ax.legend(fontsize=7)
@@ -467,7 +470,8 @@ def forgetting_table(groups: list[Group]) -> list[str]:
             cells = [with_standard_error(points[0], test_size) if test_size and len(points) == 1
                      else value_and_steps(points) for points in (peaks, finals)]
             lines.append(f"| {group.label} | {key} | {cells[0]} | {cells[1]} | "
-                         f"{drop_cell(drops, peaks, finals, test_size)} | {len(finals)} | {describe(json.loads(protocol))} |")
+                         f"{drop_cell(drops, peaks, finals, test_size)} | {len(finals)} | "
+                         f"{describe(json.loads(protocol))} |")
     header = ["| runs | probe | peak | at step | final | at step | peak - final | n | protocol |",
               "|---|---|---|---|---|---|---|---|---|"]
     return header + lines if lines else []
@@ -542,7 +546,8 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> Path:
         lines += [f"## {family.title}", "", f"![{family.name}]({family.name}.png)",
                   "", f"Protocols: `{family.name}.protocol.json`", ""]
     if plot_past_fakes(runs, out):
-        lines += ["## Past fakes D still rejects vs step (label-free forgetting)", "", "![past_fakes](past_fakes.png)", ""]
+        lines += ["## Past fakes D still rejects vs step (label-free forgetting)", "",
+                  "![past_fakes](past_fakes.png)", ""]
     lines += plot_nonstationary(groups, out)
     for group in groups:
         title = f"## Runs {with_n(group.label, len(group.runs))}" if len(group.runs) > 1 else f"## Run {group.label}"

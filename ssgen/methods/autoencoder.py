@@ -67,8 +67,8 @@ class Autoencoder(Method):
         return logs
 
     def compile_networks(self) -> None:
-        for net in self.nets.values():
-            net.compile()
+        for network in self.nets.values():
+            network.compile()
 
     def compute_features(self, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
         views = self.encoder_inputs(x)

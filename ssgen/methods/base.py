@@ -34,7 +34,8 @@ class Method(nn.Module):
     Config: type = MethodConfig
     generative: bool = False
     feature_layers: Sequence[str] = ()   # names `features` accepts; the first is the default
-    steps: Sequence[str] = ()            # each `<name>_step(batch, progress) -> logs`; compiled whole by trainer.compile=step
+    # Each names a `<name>_step(batch, progress) -> logs`; trainer.compile=step compiles each whole.
+    steps: Sequence[str] = ()
 
     def __init__(self, cfg: MethodConfig, data: DataInfo):
         super().__init__()

@@ -5,7 +5,8 @@ DINO's and iBOT's teacher, Noisy Student's teacher. One class for all of them.
 
 `m` is constant, or follows BYOL's cosine from `momentum` at the first step to 1 at the last:
 m = 1 - (1 - momentum) * (cos(pi * t) + 1) / 2. Before step `start` m is 0: the copy is the live
-network (compare_gan's EMA of G, which starts averaging at its ema_start_step). The copy is a submodule, so it is checkpointed
+network (compare_gan's EMA of G, which starts averaging at its ema_start_step). The copy is a
+submodule, so it is checkpointed
 with the method and a resumed run continues exactly.
 """
 

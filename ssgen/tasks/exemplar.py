@@ -44,7 +44,8 @@ class ExemplarConfig(TaskConfig):
     augment: str = "exemplar"            # an ssgen.augment preset; its first view kind is used
 
 
-def batch_hard_triplet(embeddings: torch.Tensor, owners: torch.Tensor, margin: float) -> tuple[torch.Tensor, torch.Tensor]:
+def batch_hard_triplet(embeddings: torch.Tensor, owners: torch.Tensor,
+                       margin: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean of relu(d(farthest same-owner) - d(nearest other-owner) + margin), the share of rows
     whose nearest other row has the same owner), over unit-length embeddings [N, D]."""
     distance = torch.cdist(embeddings, embeddings)

@@ -46,7 +46,8 @@ class IBOT(DINO):
                               "use encoder vit (on a GAN, a ViT discriminator would be needed)")
         low, high = cfg.mask_ratio if len(cfg.mask_ratio) == 2 else (None, None)
         if low is None or not 0 <= low <= high <= 1:
-            raise ConfigError(f"mask_ratio: {cfg.mask_ratio!r} is invalid; expected [low, high] with 0 <= low <= high <= 1")
+            raise ConfigError(f"mask_ratio: {cfg.mask_ratio!r} is invalid; "
+                              "expected [low, high] with 0 <= low <= high <= 1")
         super().__init__(cfg, encoder, data, spectral_norm)
         # Not a submodule: the carrier belongs to the method; this task runs it on masked views.
         self.__dict__["carrier"] = encoder

@@ -106,7 +106,8 @@ class Trainer:
         # host threads only feed it, so there a count is set only where asked for.
         on_cpu = self.device.type == "cpu"
         self.thread_notes: list[str] = []  # said once training starts: a setup error stays the one line
-        threads = choose_threads(tc.threads, tc.deterministic, self.thread_notes.append) if on_cpu or tc.threads else None
+        threads = (choose_threads(tc.threads, tc.deterministic, self.thread_notes.append)
+                   if on_cpu or tc.threads else None)
         self.pace = Pace(threads, f"ssgen train --resume {self.run_dir}") if on_cpu else None
         self.evaluated_in_window = False  # an evaluation since the last log: that window's pace is not compared
         self.held.enter_context(run_settings(threads, tc.deterministic, cfg.seed))
@@ -369,7 +370,8 @@ class Trainer:
         if self.step == 0:
             return "aborted before the first step: nothing trained is lost"
         if self.step <= saved:
-            return f"aborted at step {self.step}, nothing lost (checkpoint {self.last_checkpoint}); continue with: {resume}"
+            return (f"aborted at step {self.step}, nothing lost (checkpoint {self.last_checkpoint}); "
+                    f"continue with: {resume}")
         lost = f"step {self.step}" if self.step == saved + 1 else f"steps {saved + 1}-{self.step}"
         kept = (f"continue from the last checkpoint, step {saved} ({self.last_checkpoint})" if self.last_checkpoint
                 else "no checkpoint was written; start over from step 0")

@@ -86,7 +86,8 @@ class Distill(Classifier):
             raise ConfigError("method.teacher is empty; expected the checkpoint or run directory of a trained "
                               "classifier (e.g. a supervised run), or a file of ssgen finetune")
         if not Path(teacher).expanduser().exists():
-            raise ConfigError(f"method.teacher: {teacher!r} does not exist; expected a checkpoint file or run directory")
+            raise ConfigError(f"method.teacher: {teacher!r} does not exist; "
+                              "expected a checkpoint file or run directory")
 
     def train(self, mode: bool = True):
         super().train(mode)
