@@ -22,7 +22,7 @@ projector, rotation_head = nn.Linear(64, 32), nn.Linear(64, 4)
 views = ssgen.augmenter("simclr", resolution=32)                      # two augmented views per image
 optimizer = torch.optim.Adam([*encoder.parameters(), *projector.parameters(), *rotation_head.parameters()], lr=2e-3)
 
-for step in range(60):
+for _ in range(60):
     batch = ssgen.to_float(images[torch.randint(len(images), (64,))])  # [-1, 1]
     first, second = views(batch)
     contrastive = ssgen.nt_xent(projector(encoder(first)), projector(encoder(second)), temperature=0.5)

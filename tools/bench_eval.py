@@ -46,7 +46,8 @@ class RandomImages:
         g = torch.Generator().manual_seed(seed)
         self.images = torch.randint(0, 256, (n, 3, resolution, resolution), generator=g, dtype=torch.uint8)
         self.labels = torch.randint(0, 10, (n,), generator=g)
-        self.classes, self.name, self.split, self.resolution = [str(i) for i in range(10)], "random", "train", resolution
+        self.classes, self.name, self.split = [str(i) for i in range(10)], "random", "train"
+        self.resolution = resolution
         self.seed = seed
 
     def __len__(self):
@@ -155,12 +156,13 @@ def compare_precisions(method, real, test, extractor, precisions: list[str], arg
         for round_ in range(args.rounds):
             for precision, distance in distances.items():
                 load = os.getloadavg()[0]
-                seconds, value, cpu = timed_both(lambda: distance(method))
-                print(f"round {round_ + 1}, {precision}: {extractor.label}-{args.n} vs cached reference {seconds:.1f} s, "
+                seconds, value, cpu = timed_both(lambda distance=distance: distance(method))
+                print(f"round {round_ + 1}, {precision}: {extractor.label}-{args.n} vs cached reference "
+                      f"{seconds:.1f} s, "
                       f"CPU {cpu:.1f} s (load {load:.1f}-{os.getloadavg()[0]:.1f}), value {value:.3f}", flush=True)
                 load = os.getloadavg()[0]
-                seconds, results, cpu = timed_both(lambda: linear_probe(method, data, probe_cfg, device,
-                                                                        precision=precision))
+                seconds, results, cpu = timed_both(lambda precision=precision: linear_probe(
+                    method, data, probe_cfg, device, precision=precision))
                 found = ", ".join(f"{layer} {100 * r.accuracy:.2f}% ± {100 * r.standard_error:.2f} ({r.iterations} it)"
                                   for layer, r in results.items())
                 print(f"round {round_ + 1}, {precision}: probe {args.n}/{args.n} {seconds:.1f} s, CPU {cpu:.1f} s "
@@ -188,8 +190,8 @@ def compare_memory_formats(method, n: int, batch_size: int, rounds: int, device)
     formats = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
     times = {(name, what): [] for name in formats for what in ("sampling", "features")}
     for _ in range(rounds):
-        for name, memory_format in formats.items():
-            method.to(memory_format=memory_format)
+        for name, layout in formats.items():
+            method.to(memory_format=layout)
             times[name, "sampling"].append(timed(lambda: list(fake_batches(method, n, batch_size, 0)))[0])
             times[name, "features"].append(timed(lambda: extract_features(
                 method, images, method.check_features(None), batch_size, device))[0])

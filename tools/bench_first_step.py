@@ -27,7 +27,8 @@ MILESTONES = {
     "start-up": re.compile(r"^data: loading .*\(train split\)"),  # Python, torch and ssgen imported, config read
     "train set": re.compile(r"^data: [\d,]+ train images, "),
     "evaluations' images": re.compile(r"^data: evaluations ready"),
-    "loop starts": re.compile(r"^CPU threads: "),  # run()'s first line on a CPU: built, restored, before step 0's evaluation
+    # run()'s first line on a CPU: built, restored, before step 0's evaluation
+    "loop starts": re.compile(r"^CPU threads: "),
 }
 # Each evaluator's result line at step 0 (not its "evaluating" line, nor a heartbeat's "so far"): the last one
 # ends the step-0 evaluation.

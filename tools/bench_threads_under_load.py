@@ -53,7 +53,8 @@ def parse_settings(text: str) -> list[str]:
 def train_once(config: str, steps: int, setting: str, overrides: list[str]) -> dict:
     """One `ssgen train` at this thread setting: its median steps/s, wall time and chosen threads."""
     with tempfile.TemporaryDirectory() as run_dir:
-        sets = [f"run_dir={run_dir}", f"trainer.steps={steps}", f"trainer.threads={0 if setting == 'auto' else setting}",
+        threads = 0 if setting == "auto" else setting
+        sets = [f"run_dir={run_dir}", f"trainer.steps={steps}", f"trainer.threads={threads}",
                 "trainer.device=cpu", f"trainer.log_every={max(1, steps // 5)}", f"trainer.sample_every={steps + 1}",
                 f"trainer.checkpoint_every={steps + 1}", "eval.fid.every=0", "eval.probe.every=0",
                 "eval.tasks.every=0", "eval.knn.every=0", *overrides]
@@ -65,7 +66,8 @@ def train_once(config: str, steps: int, setting: str, overrides: list[str]) -> d
         wall = time.perf_counter() - started
         if result.returncode != 0:
             sys.exit(f"ssgen train at threads={setting} failed:\n{result.stderr[-2000:]}")
-        rates = [record["metrics"]["perf/steps_per_s"] for record in map(json.loads, open(Path(run_dir) / "metrics.jsonl"))
+        records = map(json.loads, open(Path(run_dir) / "metrics.jsonl"))
+        rates = [record["metrics"]["perf/steps_per_s"] for record in records
                  if "perf/steps_per_s" in record["metrics"]]
     chosen = next((line.split("(")[0].split(":")[1].strip() for line in result.stderr.splitlines()
                    if line.startswith("CPU threads:")), setting)

@@ -59,7 +59,8 @@ def sources(out: Path) -> list[tuple[str, dict[str, float]]]:
 
 
 def table(out: Path) -> list[str]:
-    rows = ["| source | network | stage 1 linear | stage 2 fine-tuned | random init: linear | random init: fine-tuned |",
+    rows = ["| source | network | stage 1 linear | stage 2 fine-tuned | random init: linear "
+            "| random init: fine-tuned |",
             "|---|---|---|---|---|---|"]
     protocol, shared = {}, shared_floors(out)
     for metrics_file in sorted((out / "finetuned").glob("*/metrics.jsonl")):
@@ -83,8 +84,9 @@ def plot(out: Path, path: Path) -> None:
 
     rows = sources(out)
     fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(rows)), 4.0))
-    for offset, (stage, floor, label) in enumerate((("finetune/linear", "finetune/linear_random_init", "stage 1: linear"),
-                                                    ("finetune/full", "finetune/full_random_init", "stage 2: fine-tuned"))):
+    stages = (("finetune/linear", "finetune/linear_random_init", "stage 1: linear"),
+              ("finetune/full", "finetune/full_random_init", "stage 2: fine-tuned"))
+    for offset, (stage, floor, label) in enumerate(stages):
         xs = [i + (offset - 0.5) * 0.38 for i in range(len(rows))]
         ax.bar(xs, [100 * f.get(stage, 0.0) for _, f in rows], width=0.36, label=label, color=f"C{offset}")
         ax.scatter(xs, [100 * f[floor] if floor in f else float("nan") for _, f in rows], marker="_", s=200,

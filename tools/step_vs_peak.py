@@ -146,7 +146,7 @@ def main() -> None:
             method.train_step(next_batch)  # one G step: n_dis D updates and one G update
         step_flops = flops.total
 
-        def steps():
+        def steps(amp=amp):
             with amp:
                 for _ in range(args.steps):
                     method.train_step(next_batch)
@@ -154,11 +154,12 @@ def main() -> None:
         convs, conv_flops = replay(recorder.calls)
         a, b = (torch.randn(args.gemm, args.gemm, device=device, dtype=dtype or torch.float32) for _ in range(2))
         steps(), convs(), a @ b  # warm-up
-        rounds = [(timed(steps, 1, False) / args.steps, timed(convs, 1, False), timed(lambda: a @ b, 3, False))
+        rounds = [(timed(steps, 1, False) / args.steps, timed(convs, 1, False), timed(lambda a=a, b=b: a @ b, 3, False))
                   for _ in range(args.rounds)]
         seconds, conv_seconds, gemm_seconds = (statistics.median(column) for column in zip(*rounds))
         recorder.calls.clear()  # the random tensors: a step's activations' worth of memory
-        peak, alone, step = 2 * args.gemm**3 / gemm_seconds / 1e9, conv_flops / conv_seconds / 1e9, step_flops / seconds / 1e9
+        peak = 2 * args.gemm**3 / gemm_seconds / 1e9
+        alone, step = conv_flops / conv_seconds / 1e9, step_flops / seconds / 1e9
         print(f"{name:9} {peak:9.1f} GF/s {alone:9.1f} GF/s {step:9.1f} GF/s {step / peak:8.1%} {seconds:8.3f} "
               f"{conv_seconds / seconds:10.0%}")
     print(f"one G step: {step_flops / 1e9:.2f} GFLOP of convolutions and matmuls (forward and backward); "
