@@ -111,7 +111,10 @@ def test_encoder_matches_the_sngan_discriminator_in_size():
     cfg = load_config(None, ["method.name=denoising"]).method
     encoder = build_autoencoder(cfg.encoder, cfg.decoder, 32, 3, 3).encoder
     discriminator = DISCRIMINATORS.get("resnet")(load_config(None, ["method.name=gan"]).method.discriminator, 32)
-    count = lambda m: sum(p.numel() for p in m.parameters())
+
+    def count(module):
+        return sum(p.numel() for p in module.parameters())
+
     assert count(encoder) == count(discriminator) - count(discriminator.critic)
 
 

@@ -2,7 +2,8 @@
 
 For the GAN, SS-GAN and the denoising autoencoder: the same weights, seed and batches, N steps
 on each path, in float64 (see `float64`); the losses of every step and every weight, buffer and
-optimizer state afterwards agree to float64 round-off. Why SGD in those runs: Adam turns the round-off-sized gradient of a bias followed by
+optimizer state afterwards agree to float64 round-off. Why SGD in those runs: Adam turns the
+round-off-sized gradient of a bias followed by
 batch norm (zero in exact arithmetic) into a full +-lr step whose sign is the round-off's, so
 with Adam such a bias, and every batch-norm statistic downstream, differs between any two
 orders of summation by about lr per step. Adam's own update is proved separately, against
@@ -78,7 +79,8 @@ def run_steps(method, pool, seed: int = 5):
     """STEPS train steps on batches from `pool`; the loss logs of each."""
     torch.manual_seed(seed)
     batches = iter(pool)
-    return [{k: v.detach().clone() for k, v in method.train_step(lambda: next(batches)).items() if k.startswith("loss/")}
+    return [{k: v.detach().clone() for k, v in method.train_step(lambda: next(batches)).items()
+             if k.startswith("loss/")}
             for _ in range(STEPS)]
 
 
@@ -276,7 +278,8 @@ def test_inductor_whole_step_equals_eager_and_trains_through_the_trainer(tmp_pat
 
     # Through the trainer, with a resume at step 2: the same step-4 checkpoint as one go.
     from ssgen.checkpoint import list_checkpoints, read_checkpoint
-    sets = [*TINY, "trainer.compile=step", "trainer.steps=4", "trainer.checkpoint_every=2", "trainer.keep_checkpoints=5"]
+    sets = [*TINY, "trainer.compile=step", "trainer.steps=4", "trainer.checkpoint_every=2",
+            "trainer.keep_checkpoints=5"]
     whole = quiet_train(load_config(QUICK, [f"run_dir={tmp_path / 'a'}", *sets]))
     part = load_config(QUICK, [f"run_dir={tmp_path / 'b'}", *sets])
     quiet_train(part)
@@ -394,7 +397,8 @@ def test_ibot_draws_its_masks_before_the_step_and_compiles_whole():
     """iBOT's block masks are rejection-sampled in Python: drawn by before_step on the host, into a
     buffer the step reads, the encoder's step stays one graph and equals eager."""
     sets = ["method.encoder.width=16", "method.encoder.depth=1", "method.encoder.heads=2", "trainer.batch_size=8",
-            "method.tasks=[{name: ibot, prototypes: 16, hidden: 16, bottleneck: 8}]", *[s.format("method.optim") for s in SGD]]
+            "method.tasks=[{name: ibot, prototypes: 16, hidden: 16, bottleneck: 8}]",
+            *[s.format("method.optim") for s in SGD]]
     eager, compiled = eager_and_compiled(load_config(CONFIGS / "ibot_shapes.yaml", sets))
     pool = torch.rand(STEPS, 8, 3, 32, 32) * 2 - 1
     torch._dynamo.utils.counters.clear()

@@ -80,7 +80,7 @@ def test_the_choice_is_seeded_and_depends_only_on_members_labels_fraction_and_se
     assert choose_members(members, labels, 0.4, seed=1) == ["a/0.png", "a/2.png", "b/0.png", "b/4.png",
                                                             "y.png"]
     shuffled = list(zip(members, labels))[::-1]
-    assert choose_members([m for m, _ in shuffled], [l for _, l in shuffled], 0.4, seed=0) == \
+    assert choose_members([m for m, _ in shuffled], [label for _, label in shuffled], 0.4, seed=0) == \
         choose_members(members, labels, 0.4, seed=0)
 
 

@@ -190,7 +190,8 @@ def test_fd_two_processes_match_one_process(tmp_path, monkeypatch, extractor_fil
 
 def test_ssgan_two_processes_close_to_one_and_resume_exactly(tmp_path, monkeypatch):
     """Full SS-GAN: G's batch norm normalises each process's half batch, so the losses are only
-    close to one process's (D's, rotation-only above, has none). A two-process run stopped after step 4 and resumed under two
+    close to one process's (D's, rotation-only above, has none). A two-process run stopped after
+    step 4 and resumed under two
     processes ends with the uninterrupted run's weights and logs the same losses."""
     overrides = ["method.rotation_fraction=1.0"]  # the same rotated images: G's batch norm is all that differs
     one = train_one_process(tmp_path / "one", overrides, tmp_path / "cache", monkeypatch)
@@ -258,7 +259,8 @@ def test_joint_embedding_objectives_under_two_processes(tmp_path, monkeypatch):
     the queue advanced by the global batch's keys, not one process's; the centre moved. (The
     gathers themselves are checked against one process in tests/test_losses_ssl.py.)"""
     tasks = ("[{name: simclr, hidden: 16, dim: 8}, {name: moco, hidden: 16, dim: 8, queue: 32}, "
-             "{name: byol, hidden: 16, dim: 8, predictor_hidden: 16}, {name: dino, prototypes: 16, hidden: 16, bottleneck: 8}]")
+             "{name: byol, hidden: 16, dim: 8, predictor_hidden: 16}, "
+             "{name: dino, prototypes: 16, hidden: 16, bottleneck: 8}]")
     overrides = [f"method.tasks={tasks}", "trainer.steps=2", "trainer.checkpoint_every=2"]
     run = tmp_path / "two"
     train_two_processes(run, overrides, tmp_path / "cache", config=ROTNET)

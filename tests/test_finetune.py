@@ -161,7 +161,8 @@ def test_the_random_init_floor_of_a_batch_norm_network_is_the_network_training_s
     """An untrained ResNet's running statistics are 0 and 1, so in eval mode it is another network
     than the train-mode one stage 2 trains; measured on the images, the two agree, and the rest of
     the network is left as it was."""
-    cfg = load_config(CONFIGS / "simclr_shapes.yaml", ["method.encoder.width=8", "data.train_size=64", "data.test_size=16"])
+    cfg = load_config(CONFIGS / "simclr_shapes.yaml",
+                      ["method.encoder.width=8", "data.train_size=64", "data.test_size=16"])
     from ssgen.rebuild import build_method
     torch.manual_seed(0)
     method = build_method(cfg, CPU)

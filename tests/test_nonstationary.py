@@ -51,7 +51,8 @@ def test_the_seeded_order_is_a_permutation_that_follows_the_seed():
 def test_balanced_accuracy_is_the_mean_recall_of_the_classes_present():
     labels = torch.tensor([1, 0, 0, 0, 0, 0, 0, 0, 0, 0])
     assert balanced_accuracy(torch.zeros(10, dtype=torch.long), labels).item() == 0.5  # always "all": 90% top-1
-    assert balanced_accuracy(torch.tensor([1, 1, 0, 0, 0, 0, 0, 0, 0, 0]), labels).item() == pytest.approx((1 + 8 / 9) / 2)
+    predicted = torch.tensor([1, 1, 0, 0, 0, 0, 0, 0, 0, 0])
+    assert balanced_accuracy(predicted, labels).item() == pytest.approx((1 + 8 / 9) / 2)
     assert balanced_accuracy(torch.zeros(3, dtype=torch.long), torch.zeros(3, dtype=torch.long)).item() == 1.0
 
 
@@ -86,7 +87,8 @@ def test_the_compiled_step_reads_the_class_from_its_buffer_without_recompiling()
     images, labels = torch.rand(8, 3, 32, 32) * 2 - 1, torch.arange(8) % 4
     torch._dynamo.utils.counters.clear()
     for step in range(1, 6):  # across two task switches
-        a, b = (m.train_step(lambda: Batch(images, labels, torch.arange(8)), Progress(step, 5)) for m in (eager, compiled))
+        a, b = (m.train_step(lambda: Batch(images, labels, torch.arange(8)), Progress(step, 5))
+                for m in (eager, compiled))
         torch.testing.assert_close(a["loss/supervised"], b["loss/supervised"], rtol=1e-4, atol=1e-5)
         assert int(b["classifier/task_class"]) == eager.one_vs_all.positive_at(step)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
@@ -105,7 +107,8 @@ def test_the_held_out_accuracy_scores_the_task_of_the_period_the_step_ended():
     labels = torch.arange(40) % 4
     test_set = ImageSet("digits", "test", 4, ["0", "1", "2", "3"], labels,
                         images=labels.to(torch.uint8)[:, None, None, None].expand(40, 3, 4, 4).contiguous())
-    evaluator = AccuracyEvaluator(HeldOutEvalConfig(every=10, test_size=40, batch_size=16), test_set, torch.device("cpu"), 0)
+    evaluator = AccuracyEvaluator(HeldOutEvalConfig(every=10, test_size=40, batch_size=16), test_set,
+                                  torch.device("cpu"), 0)
     metrics, protocol = evaluator(Oracle(), 40)  # after step 40, the last of class 3's period
     assert metrics == {"accuracy/task_balanced": 1.0, "task/class": 3.0}
     # Scored on the next period's class 0, the same predictions are 1/3: no class-0 image found, and
@@ -119,7 +122,8 @@ def test_the_held_out_accuracy_scores_the_task_of_the_period_the_step_ended():
 
 def trained(run):
     """{step: the class its training step was given}, from the step logs."""
-    return {r["step"]: r["metrics"]["classifier/task_class"] for r in read_metrics(run) if "classifier/task_class" in r["metrics"]}
+    return {r["step"]: r["metrics"]["classifier/task_class"] for r in read_metrics(run)
+            if "classifier/task_class" in r["metrics"]}
 
 
 def scored(run):
@@ -137,7 +141,8 @@ def test_a_resumed_run_trains_and_scores_the_same_tasks_as_an_unbroken_one(confi
     order = OneVsAll(LabelScheduleConfig(kind="one_vs_all", every=2), 10)
     assert trained(run) == {step: order.positive_at(step) for step in range(1, 9)}
     before = scored(run)
-    assert [(step, m["task/class"]) for step, m, _ in before] == [(t, order.positive_at(max(t, 1))) for t in (0, 2, 4, 6, 8)]
+    assert [(step, m["task/class"]) for step, m, _ in before] == \
+        [(t, order.positive_at(max(t, 1))) for t in (0, 2, 4, 6, 8)]
     final = read_checkpoint(list_checkpoints(run)[-1])
     list_checkpoints(run)[-1].unlink()  # as if killed after step 6
     code, out, err = ssgen("train", "--resume", run, "--no-progress")
@@ -164,7 +169,8 @@ def test_the_probe_classifies_all_ten_classes_while_the_head_is_two_way(tmp_path
     (["method.label_schedule.kind=random"], r"method.label_schedule.kind: 'random' is not one of none, one_vs_all"),
     (["method.label_schedule.every=0"], r"method.label_schedule.every: 0 is out of range; expected >= 1"),
     (["method.label_schedule.order=shuffled"], r"method.label_schedule.order: 'shuffled' is not one of seeded, fixed"),
-    (["method.label_schedule.period=5"], r"method.label_schedule: unknown key 'period'; valid keys: kind, every, order, seed"),
+    (["method.label_schedule.period=5"],
+     r"method.label_schedule: unknown key 'period'; valid keys: kind, every, order, seed"),
     (["method.classes=2"], r"method.label_schedule.kind=one_vs_all with method.classes=2: expected the data's number "
                            r"of classes, at least 3"),
     (["method.name=pseudo_label"], r"method.label_schedule.kind=one_vs_all is for method.name supervised or s4l, "
@@ -190,5 +196,6 @@ def test_the_report_draws_the_task_curve_and_tabulates_each_task_cycle_by_cycle(
     accuracy = {step: metrics["accuracy/task_balanced"] for step, metrics, _ in scored(run)}
     first = OneVsAll(LabelScheduleConfig(kind="one_vs_all", every=2), 10).order[0]
     # The first task's period of cycle 2 is steps 21 and 22.
-    assert table[0] == f"| 1 ({first}) | {(accuracy[1] + accuracy[2]) / 2:.3f} | {(accuracy[21] + accuracy[22]) / 2:.3f} |"
+    cycle1, cycle2 = (accuracy[1] + accuracy[2]) / 2, (accuracy[21] + accuracy[22]) / 2
+    assert table[0] == f"| 1 ({first}) | {cycle1:.3f} | {cycle2:.3f} |"
     assert len(table) == 10 and all(row.startswith(f"| {task + 1} (") for task, row in enumerate(table))

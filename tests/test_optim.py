@@ -53,7 +53,8 @@ def test_lars_step_is_the_trust_ratio_scaled_sgd_step():
     optimizer = LARS(groups, lr=0.5, momentum=0.9, trust=0.01)
     optimizer.step()
     ratio = 0.01 * 5.0 / (1.0 + 0.1 * 5.0)             # trust * ||w|| / (||g|| + wd * ||w||)
-    expected = torch.tensor([[3.0, 4.0]]) - 0.5 * ratio * (torch.tensor([[0.6, 0.8]]) + 0.1 * torch.tensor([[3.0, 4.0]]))
+    weights = torch.tensor([[3.0, 4.0]])
+    expected = weights - 0.5 * ratio * (torch.tensor([[0.6, 0.8]]) + 0.1 * weights)
     torch.testing.assert_close(w.detach(), expected)
     torch.testing.assert_close(bias.detach(), torch.tensor([1.0 - 0.5 * 0.5]))  # plain SGD, no decay
 
@@ -85,7 +86,9 @@ def test_learning_rates_follow_the_base_lr_of_each_group_through_a_checkpoint():
 
 
 def test_unknown_optimizer_or_schedule_names_the_valid_ones():
-    with pytest.raises(ConfigError, match=r"method.d_optim.name: unknown optimizer 'rmsprop'; valid: adam, adamw, lars, sgd"):
+    with pytest.raises(ConfigError,
+                       match=r"method.d_optim.name: unknown optimizer 'rmsprop'; valid: adam, adamw, lars, sgd"):
         load_config(None, ["method.d_optim.name=rmsprop"])
-    with pytest.raises(ConfigError, match=r"method.g_optim.schedule: unknown schedule 'step'; valid: constant, cosine, linear"):
+    with pytest.raises(ConfigError,
+                       match=r"method.g_optim.schedule: unknown schedule 'step'; valid: constant, cosine, linear"):
         load_config(None, ["method.g_optim.schedule=step"])

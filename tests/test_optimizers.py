@@ -28,7 +28,8 @@ def test_a_step_updates_its_own_parameters_by_their_gradients_only():
     g, d = two_networks()
     optimizers = optimizers_of(g, d)
     x = torch.randn(4, 2)
-    expected = [p - 0.1 * grad for p, grad in zip(g.parameters(), torch.autograd.grad(d(g(x)).mean(), list(g.parameters())))]
+    grads = torch.autograd.grad(d(g(x)).mean(), list(g.parameters()))
+    expected = [p - 0.1 * grad for p, grad in zip(g.parameters(), grads)]
     d_before = copy.deepcopy(d.state_dict())
     optimizers.step("g", d(g(x)).mean())
     for p, want in zip(g.parameters(), expected):

@@ -71,7 +71,8 @@ def test_a_fit_stopped_at_the_cap_says_so_once(monkeypatch):
     lines = []
     for layer in ("block2", "penultimate"):
         probe.warn_if_unconverged(result, layer, lines.append)
-    assert lines == [f"warning: linear probe of 'block2' stopped after {result.iterations} L-BFGS iterations without converging; "
+    assert lines == [f"warning: linear probe of 'block2' stopped after {result.iterations} L-BFGS iterations "
+                     "without converging; "
                      "raise eval.probe.max_iter"]
     monkeypatch.setattr(probe, "_warned_unconverged", False)
     with pytest.warns(UserWarning, match="eval.probe.max_iter"):
@@ -121,7 +122,8 @@ def test_probe_of_a_method_per_layer_and_mode_restored():
 
 def test_the_evaluators_protocol_records_the_tolerance_and_convergence(monkeypatch):
     monkeypatch.setattr(probe, "_warned_unconverged", True)  # the capped fit below would warn once
-    monkeypatch.setattr("ssgen.data.build_dataset", lambda cfg, split, holdout=None: ColouredImages(300, int(split == "test")))
+    monkeypatch.setattr("ssgen.data.build_dataset",
+                        lambda cfg, split, holdout=None: ColouredImages(300, int(split == "test")))
     monkeypatch.setattr("ssgen.data.require_labels", lambda images, why: None)
     cfg = Config()
     for max_iter, converged in ((1000, True), (1, False)):
@@ -129,7 +131,8 @@ def test_the_evaluators_protocol_records_the_tolerance_and_convergence(monkeypat
         evaluator = FrozenFeatureEvaluator("probe", probe_cfg, cfg.data, ChannelMeans(), torch.device("cpu"))
         metrics, protocol = evaluator(ChannelMeans(), 0)
         assert protocol["converged"] is converged and set(metrics) == {"probe/means"}
-        assert protocol["classifier"] == f"logistic regression, L-BFGS to gradient max-abs 1e-06 (at most {max_iter} it), l2 0.0001"
+        assert protocol["classifier"] == (f"logistic regression, L-BFGS to gradient max-abs 1e-06 "
+                                          f"(at most {max_iter} it), l2 0.0001")
 
 
 def test_subsets_are_fixed_and_spread():

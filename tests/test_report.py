@@ -69,7 +69,8 @@ def test_the_probe_carries_a_standard_error_and_no_step_is_best_within_it(tmp_pa
     assert "| probe/penultimate | 0.689 ± 0.049 | 560 | none clear (within noise) | - |" in text
     assert "sqrt(p (1 - p) / n)" in text
     # The forgetting table: peak, final and their difference, each with its standard error
-    assert "| small | probe/penultimate | 0.767 ± 0.045 | 0 | 0.689 ± 0.049 | 560 | 0.078 ± 0.066 (within noise) |" in text
+    assert ("| small | probe/penultimate | 0.767 ± 0.045 | 0 | 0.689 ± 0.049 | 560 | "
+            "0.078 ± 0.066 (within noise) |") in text
     # The same figures on 5,000 images are far apart: step 0 is then the best, by name.
     text = write_report([probe_run(tmp_path, "large", curve, test_size=5000)], tmp_path / "out").read_text()
     assert "| probe/penultimate | 0.689 ± 0.0065 | 560 | 0.767 ± 0.006 | 0 |" in text
@@ -136,7 +137,8 @@ def test_panel_titles_do_not_overlap_when_protocols_differ(tmp_path):
     assert len(series) == 4  # each key under two protocols
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
-    boxes = [ax.get_tightbbox(renderer) for ax in fig.axes if ax.get_visible()] + [fig._suptitle.get_window_extent(renderer)]
+    boxes = [ax.get_tightbbox(renderer) for ax in fig.axes if ax.get_visible()]
+    boxes.append(fig._suptitle.get_window_extent(renderer))
     for i, a in enumerate(boxes):
         assert 0 <= a.x0 and a.x1 <= fig.bbox.x1 + 1, "a title runs off the figure"
         for b in boxes[i + 1:]:
