@@ -18,6 +18,7 @@ from ssgen.checkpoint import CONFIG_FILE
 from ssgen.config import (Config, apply_override, config_from_dict, from_dict, load_config, read_config_file,
                           to_dict, with_absolute_paths)
 from ssgen.errors import ConfigError, SsgenError
+from ssgen.precision import AUTO
 from ssgen.eval.commands import COMMANDS
 
 CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -75,6 +76,8 @@ def resume_config(run_dir: Path, config_path: str | None, overrides: tuple[str, 
     for assignment in overrides:
         apply_override(raw, assignment)
     cfg = with_absolute_paths(from_dict(Config, raw))
+    if cfg.trainer.precision == AUTO:  # the precision the run started in (config.yaml records the choice)
+        cfg.trainer.precision = saved.trainer.precision
     changes = [change for change in config_diff(to_dict(saved), to_dict(cfg))
                if change.split(":", 1)[0] not in RUN_TIME_SETTINGS]
     if changes and not force:

@@ -143,7 +143,9 @@ class TrainerConfig:
     steps: int = bounded(1000, minimum=1)   # method steps (a GAN step = n_dis D steps + 1 G step)
     batch_size: int = bounded(64, minimum=1)
     device: str = "auto"                    # auto (cuda if available), cpu, cuda, cuda:N
-    precision: str = choice("auto", "auto", "fp32", "bf16")  # auto: bf16 autocast on GPU, fp32 on CPU
+    # auto: bf16 autocast on a GPU and on a CPU with bf16 matrix units (AMX), fp32 on other CPUs;
+    # config.yaml records the choice, and a resume goes on in it.
+    precision: str = choice("auto", "auto", "fp32", "bf16")
     # eager; modules: torch.compile each network; step: each whole train step (forward, backward,
     # optimizer update, EMA) compiled as one graph, with CUDA graphs on a GPU. true/false, the
     # older boolean form, mean modules/eager. Eager is the default everywhere: compiling a step

@@ -16,6 +16,7 @@ from ssgen.config import ProbeConfig, config_from_dict
 from ssgen.errors import ConfigError
 from ssgen.eval.fid import FrechetDistance, resolve_extractor
 from ssgen.eval.probe import ProbeData, extract_features, linear_probe
+from ssgen import precision
 from ssgen.precision import evaluation_precision
 
 FEATURES = 2e-2  # relative Frobenius norm of bf16 features' difference from fp32 features
@@ -90,7 +91,8 @@ def test_bf16_fd_agrees_with_fp32_and_is_recorded_and_cached_apart(extractor_fil
     assert len(list((tmp_path / "cache" / "fid").glob("*.npz"))) == 2  # bf16 statistics never serve fp32
 
 
-def test_auto_is_the_training_precision():
+def test_auto_is_the_training_precision(monkeypatch):
+    monkeypatch.setattr(precision, "bf16_matrix_units", lambda: None)  # a CPU without AMX (test_precision_choice)
     assert evaluation_precision("auto", "bf16", CPU) == "bf16"
     assert evaluation_precision("auto", "auto", CPU) == "fp32"
     assert evaluation_precision("auto", "auto", torch.device("cuda")) == "bf16"

@@ -43,10 +43,10 @@ import torch.nn.functional as F
 from ssgen.config import COMPILE_MODES, load_config
 from ssgen.methods.gan import d_adversarial_loss, g_adversarial_loss
 from ssgen.nets.blocks import plain_resampling
+from ssgen import precision
 from ssgen.parallel import resolve_device
 from ssgen.pretext.rotation import rotate4
 from ssgen.rebuild import build_method
-from ssgen.train.trainer import autocast
 
 
 def reference_step(method, next_batch) -> dict[str, torch.Tensor]:
@@ -182,7 +182,7 @@ def main() -> None:
     if not args.no_reference:
         reference = plain_resampling(copy.deepcopy(base))
         sides["reference"] = lambda next_batch: reference_step(reference, next_batch)
-    amp = autocast(cfg, device)
+    amp = precision.autocast(precision.training_precision(cfg.trainer.precision, device), device)
     for path in args.paths.split(","):
         sides[f"ssgen {path}"] = ssgen_side(copy.deepcopy(base), path, amp)
 

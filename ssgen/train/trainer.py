@@ -8,6 +8,7 @@ ssgen/train/run_dir.py's; torch's process-wide settings hold for the run only (s
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import signal
 import time
@@ -84,6 +85,12 @@ class Trainer:
         self.place = parallel.setup(self.device.type)
         if self.place.world_size > 1 and self.device.type == "cuda":
             self.device = torch.device("cuda", self.place.local_rank)
+        # auto resolved once, here: config.yaml records what the run computes in, its evaluations
+        # follow that, and a resume elsewhere goes on in it.
+        chosen = precision.training_precision(tc.precision, self.device)
+        self.precision_note = precision.describe_choice(tc.precision, chosen, self.device)
+        cfg = self.cfg = dataclasses.replace(cfg, trainer=dataclasses.replace(tc, precision=chosen))
+        tc = cfg.trainer
         if tc.batch_size % self.place.world_size:
             raise ConfigError(f"trainer.batch_size={tc.batch_size} (the global batch) does not split evenly "
                               f"over {self.place.world_size} processes")
@@ -175,7 +182,8 @@ class Trainer:
         a round of evaluations will cost and which --set makes it cheaper; the sizes stay as set."""
         if not self.evaluators or not self.place.is_main:
             return 0.0
-        per_image = seconds_per_image(self.method, self.grid_real, self.device)
+        with precision.autocast(self.cfg.trainer.precision, self.device):  # evaluations' default (auto)
+            per_image = seconds_per_image(self.method, self.grid_real, self.device)
         workloads = [evaluator.workload() for evaluator in self.evaluators]
         if self.device.type == "cpu" and max(w.largest for w in workloads) >= PAPERS_SIZE:
             seconds = per_image * sum(w.images for w in workloads)
@@ -232,7 +240,8 @@ class Trainer:
         tc = self.cfg.trainer
         # A host sync every step costs nothing on the CPU but stalls a GPU's queue: check less often there.
         check_every = 1 if self.device.type == "cpu" else tc.log_every
-        amp = autocast(self.cfg, self.device)
+        amp = precision.autocast(tc.precision, self.device)
+        self.log(self.precision_note)
         for note in self.thread_notes:
             self.log(note)
         # A bar on a terminal; in a file (or with --no-progress) a plain line every log_every steps.
@@ -422,10 +431,6 @@ def main_figures(values: dict[str, float]) -> dict[str, float]:
 
 def format_metric(key: str, value: float) -> str:
     return f"{100 * value:.1f}% top-1" if key.startswith(("probe/", "knn/", "accuracy/")) else f"{value:.4g}"
-
-
-def autocast(cfg: Config, device: torch.device):
-    return precision.autocast(precision.training_precision(cfg.trainer.precision, device), device)
 
 
 def rng_state(device: torch.device) -> dict:
