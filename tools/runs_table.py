@@ -1,8 +1,9 @@
 """One Markdown table across runs: a row per run, a column per (metric, step), from metrics.jsonl.
 The tables of docs/results.md are printed by it.
 
-Usage: python tools/runs_table.py FOLDER METRIC [METRIC ...] [--steps 0,250,500] [--percent probe/,knn/]
+Usage: python tools/runs_table.py FOLDER METRIC [METRIC ...] [--steps 0,250,500] [--percent probe/,knn/] [--group]
   FOLDER   a folder of run directories (each with metrics.jsonl); rows in the folder's order
+  --group  a row per arm, not per run: runs named ARM-s<seed> pooled, each cell mean ± std (n)
   METRIC   a metric key, e.g. fd/cifar10-fd-public probe/penultimate
   --steps  the steps to show (default: every step at which any run logged the first metric)
   --percent  metric prefixes shown as percentages (default: probe/,knn/,accuracy/,finetune/)
@@ -11,6 +12,8 @@ Usage: python tools/runs_table.py FOLDER METRIC [METRIC ...] [--steps 0,250,500]
 from __future__ import annotations
 
 import argparse
+import re
+import statistics
 from pathlib import Path
 
 from ssgen.eval.metrics import METRICS_FILE, read_metrics
@@ -21,23 +24,41 @@ def values(run: Path, metric: str) -> dict[int, float]:
     return {record["step"]: record["metrics"][metric] for record in read_metrics(run) if metric in record["metrics"]}
 
 
-def table(folder: Path, metrics: list[str], steps: list[int] | None, percent: tuple[str, ...]) -> list[str]:
+def arm(run: Path) -> str:
+    """The arm a run belongs to: its name without the seed suffix (gan-bf16-s2 -> gan-bf16)."""
+    return re.sub(r"-s\d+$", "", run.name)
+
+
+def cell(found: list[float], as_percent: bool, pooled: bool) -> str:
+    """One value, or with --group the mean ± std of the seeds' values and their count."""
+    if not found:
+        return "-"
+    scale, unit, digits = (100, "%", 1) if as_percent else (1, "", 2)
+    mean = scale * statistics.fmean(found)
+    if not pooled:
+        return f"{mean:.{digits}f}{unit}"
+    spread = scale * statistics.stdev(found) if len(found) > 1 else 0.0
+    return f"{mean:.{digits}f} ± {spread:.{digits}f}{unit} ({len(found)})"
+
+
+def table(folder: Path, metrics: list[str], steps: list[int] | None, percent: tuple[str, ...],
+          group: bool = False) -> list[str]:
     runs = sorted(p.parent for p in folder.glob(f"*/{METRICS_FILE}"))
     if not runs:
         raise SystemExit(f"{folder} holds no run directories (no */{METRICS_FILE})")
     series = {run: {metric: values(run, metric) for metric in metrics} for run in runs}
     if steps is None:
         steps = sorted({step for run in runs for step in series[run][metrics[0]]})
-    header = [f"{metric} @{step}" for metric in metrics for step in steps]
-    lines = ["| run | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
+    rows: dict[str, list[Path]] = {}
     for run in runs:
-        cells = []
-        for metric in metrics:
-            as_percent = metric.startswith(percent)
-            for step in steps:
-                value = series[run][metric].get(step)
-                cells.append("-" if value is None else f"{100 * value:.1f}%" if as_percent else f"{value:.2f}")
-        lines.append(f"| {run.name} | " + " | ".join(cells) + " |")
+        rows.setdefault(arm(run) if group else run.name, []).append(run)
+    header = [f"{metric} @{step}" for metric in metrics for step in steps]
+    lines = [f"| {'arm' if group else 'run'} | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
+    for name, members in rows.items():
+        cells = [cell([series[run][metric][step] for run in members if step in series[run][metric]],
+                      metric.startswith(percent), group)
+                 for metric in metrics for step in steps]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -48,5 +69,6 @@ if __name__ == "__main__":
     parser.add_argument("--steps", type=lambda s: [int(x) for x in s.split(",")])
     parser.add_argument("--percent", default="probe/,knn/,accuracy/,finetune/",
                         type=lambda s: tuple(x for x in s.split(",") if x))
+    parser.add_argument("--group", action="store_true", help="a row per arm (runs ARM-s<seed>): mean ± std (n)")
     args = parser.parse_args()
-    print("\n".join(table(args.folder, args.metrics, args.steps, args.percent)))
+    print("\n".join(table(args.folder, args.metrics, args.steps, args.percent, args.group)))
