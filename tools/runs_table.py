@@ -4,6 +4,8 @@ The tables of docs/results.md are printed by it.
 Usage: python tools/runs_table.py FOLDER METRIC [METRIC ...] [--steps 0,250,500] [--percent probe/,knn/] [--group]
   FOLDER   a folder of run directories (each with metrics.jsonl); rows in the folder's order
   --group  a row per arm, not per run: runs named ARM-s<seed> pooled, each cell mean ± std (n)
+  --paired BASE,OTHER  with --group, also a row per arm pair: run X-OTHER-s<seed> minus its twin
+           X-BASE-s<seed> (same seed: same initial weights and batches), mean ± std (n) of the differences
   METRIC   a metric key, e.g. fd/cifar10-fd-public probe/penultimate
   --steps  the steps to show (default: every step at which any run logged the first metric)
   --percent  metric prefixes shown as percentages (default: probe/,knn/,accuracy/,finetune/)
@@ -41,8 +43,19 @@ def cell(found: list[float], as_percent: bool, pooled: bool) -> str:
     return f"{mean:.{digits}f} ± {spread:.{digits}f}{unit} ({len(found)})"
 
 
+def twins(runs: list[Path], base: str, other: str) -> dict[str, list[tuple[Path, Path]]]:
+    """{"gan-bf16 - fp32": [(gan-fp32-s0, gan-bf16-s0), ...]}: each BASE run with its OTHER twin."""
+    by_name = {run.name: run for run in runs}
+    pairs: dict[str, list[tuple[Path, Path]]] = {}
+    for run in runs:
+        twin = by_name.get(run.name.replace(f"-{base}-", f"-{other}-")) if f"-{base}-" in run.name else None
+        if twin is not None:
+            pairs.setdefault(f"{arm(twin)} - {base}", []).append((run, twin))
+    return pairs
+
+
 def table(folder: Path, metrics: list[str], steps: list[int] | None, percent: tuple[str, ...],
-          group: bool = False) -> list[str]:
+          group: bool = False, paired: tuple[str, str] | None = None) -> list[str]:
     runs = sorted(p.parent for p in folder.glob(f"*/{METRICS_FILE}"))
     if not runs:
         raise SystemExit(f"{folder} holds no run directories (no */{METRICS_FILE})")
@@ -59,6 +72,12 @@ def table(folder: Path, metrics: list[str], steps: list[int] | None, percent: tu
                       metric.startswith(percent), group)
                  for metric in metrics for step in steps]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for name, pairs in (twins(runs, *paired) if paired else {}).items():
+        cells = [cell([series[other][metric][step] - series[base][metric][step] for base, other in pairs
+                       if step in series[base][metric] and step in series[other][metric]],
+                      metric.startswith(percent), True)
+                 for metric in metrics for step in steps]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -70,5 +89,9 @@ if __name__ == "__main__":
     parser.add_argument("--percent", default="probe/,knn/,accuracy/,finetune/",
                         type=lambda s: tuple(x for x in s.split(",") if x))
     parser.add_argument("--group", action="store_true", help="a row per arm (runs ARM-s<seed>): mean ± std (n)")
+    parser.add_argument("--paired", type=lambda s: tuple(s.split(",")), metavar="BASE,OTHER",
+                        help="with --group: rows of OTHER minus BASE, twin runs of one seed (e.g. fp32,bf16)")
     args = parser.parse_args()
-    print("\n".join(table(args.folder, args.metrics, args.steps, args.percent, args.group)))
+    if args.paired and (len(args.paired) != 2 or not args.group):
+        parser.error(f"--paired {','.join(args.paired)!r}: expected two labels, BASE,OTHER, with --group")
+    print("\n".join(table(args.folder, args.metrics, args.steps, args.percent, args.group, args.paired)))
