@@ -18,8 +18,8 @@ def bf16_matrix_units() -> str | None:
     """The name of this CPU's bf16 matrix units, or None where it has none. Intel's AMX multiplies
     bf16 tiles in hardware; there bf16 autocast ran the SS-GAN step 2.6x faster than fp32 and trained
     as well (docs/performance.md). AVX512-BF16 (AMD Zen 4, Intel Cooper Lake) has bf16 dot products
-    in vector registers only: 1.2-1.7x on the step, so auto leaves it in fp32 (trainer.precision=bf16
-    takes it)."""
+    in vector registers only: 1.2-2.2x on the 3-seed runs' steps, so auto leaves it in fp32
+    (trainer.precision=bf16 takes it)."""
     amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # torch >= 2.3; older: treated as absent
     return "AMX" if amx is not None and amx() else None
 
@@ -41,9 +41,8 @@ def describe_choice(setting: str, resolved: str, device: torch.device) -> str:
         return f"precision: {resolved} (trainer.precision={setting})"
     if device.type == "cuda":
         return "precision: bf16 autocast (auto, on a GPU; trainer.precision=fp32 for full precision)"
-    units = bf16_matrix_units()
-    if units:
-        return (f"precision: bf16 autocast (auto: this CPU has {units} bf16 matrix units; "
+    if resolved == "bf16":  # auto chose it: the CPU has the units
+        return (f"precision: bf16 autocast (auto: this CPU has {bf16_matrix_units()} bf16 matrix units; "
                 "trainer.precision=fp32 turns it off)")
     return ("precision: fp32 (auto: this CPU has no bf16 matrix units; trainer.precision=bf16 runs bf16 "
             "autocast, which trained as well in docs/performance.md's 3-seed runs)")

@@ -67,17 +67,19 @@ def table(folder: Path, metrics: list[str], steps: list[int] | None, percent: tu
         rows.setdefault(arm(run) if group else run.name, []).append(run)
     header = [f"{metric} @{step}" for metric in metrics for step in steps]
     lines = [f"| {'arm' if group else 'run'} | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
+
+    def row(name: str, found, pooled: bool) -> None:
+        """One table row; `found(metric, step)`: the values its cell summarises."""
+        cells = [cell(found(metric, step), metric.startswith(percent), pooled) for metric in metrics for step in steps]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+
     for name, members in rows.items():
-        cells = [cell([series[run][metric][step] for run in members if step in series[run][metric]],
-                      metric.startswith(percent), group)
-                 for metric in metrics for step in steps]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        row(name, lambda metric, step, members=members: [series[run][metric][step] for run in members
+                                                         if step in series[run][metric]], group)
     for name, pairs in (twins(runs, *paired) if paired else {}).items():
-        cells = [cell([series[other][metric][step] - series[base][metric][step] for base, other in pairs
-                       if step in series[base][metric] and step in series[other][metric]],
-                      metric.startswith(percent), True)
-                 for metric in metrics for step in steps]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        row(name, lambda metric, step, pairs=pairs: [series[other][metric][step] - series[base][metric][step]
+                                                     for base, other in pairs if step in series[base][metric]
+                                                     and step in series[other][metric]], True)
     return lines
 
 
